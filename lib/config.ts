@@ -1,0 +1,117 @@
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { envSchema } from 'env-schema'
+import { Type, type Static } from '@sinclair/typebox'
+
+const Url = Type.String({ pattern: '^[a-z][a-z0-9+.-]*://.+' })
+
+export const ConfigSchema = Type.Object({
+  NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], { default: 'development' }),
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
+  HOST: Type.String({ default: '0.0.0.0' }),
+  LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)), { default: 'info' }),
+  DATA_DIR: Type.String({ minLength: 1, default: './.data' }),
+  DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://.+' })),
+  SUPABASE_URL: Type.Optional(Url),
+  SUPABASE_SERVICE_ROLE_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://.+' })),
+  JWT_SECRET: Type.Optional(Type.String({ minLength: 32 })),
+  ACCESS_TOKEN_TTL: Type.Integer({ minimum: 60, default: 86400 }),
+  WS_TOKEN_TTL: Type.Integer({ minimum: 5, maximum: 3600, default: 60 }),
+  CLERK_JWT_KEY: Type.Optional(Type.String({ pattern: 'BEGIN PUBLIC KEY' })),
+  CLERK_SECRET_KEY: Type.Optional(Type.String({ pattern: '^sk_' })),
+  CLERK_AUTHORIZED_PARTIES: Type.Optional(Type.String()),
+  CLERK_WEBHOOK_SECRET: Type.Optional(Type.String({ pattern: '^whsec_' })),
+  CORS_ORIGINS: Type.String({ default: '' }),
+  TRUST_PROXY: Type.Boolean({ default: false }),
+  BODY_LIMIT: Type.Integer({ minimum: 1024, default: 1048576 }),
+  MAX_RECIPIENTS: Type.Integer({ minimum: 1, default: 10000 }),
+  MAX_CONTENT_BYTES: Type.Integer({ minimum: 1, maximum: 49152, default: 16384 }),
+  RATE_LIMIT_MAX: Type.Integer({ minimum: 1, default: 600 }),
+  STORE_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 5000 }),
+  WS_HEARTBEAT_MS: Type.Integer({ minimum: 100, default: 30000 }),
+  WS_SEND_BUFFER_BYTES: Type.Integer({ minimum: 1024, default: 1048576 }),
+  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10000 })
+})
+
+type RawConfig = Static<typeof ConfigSchema>
+
+export type StoreBackend =
+  | { kind: 'pglite', dataDir: string | null }
+  | { kind: 'postgres', url: string }
+  | { kind: 'supabase', url: string, serviceRoleKey: string }
+
+export interface Config extends Omit<RawConfig, 'JWT_SECRET' | 'CLERK_AUTHORIZED_PARTIES' | 'CORS_ORIGINS' | 'CLERK_JWT_KEY'> {
+  JWT_SECRET: string
+  CLERK_JWT_KEY?: string
+  CLERK_AUTHORIZED_PARTIES: string[]
+  CORS_ORIGINS: string[]
+  store: StoreBackend
+}
+
+export class ConfigError extends Error {
+  constructor (public readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map(p => `  - ${p}`).join('\n')}`)
+    this.name = 'ConfigError'
+  }
+}
+
+const list = (value: string | undefined) => (value ?? '').split(',').map(s => s.trim()).filter(Boolean)
+
+function describe (error: { instancePath: string, message?: string, params: Record<string, unknown> }): string {
+  const name = error.instancePath.replace(/^\//, '') || String(error.params.missingProperty ?? 'environment')
+  return `${name}: ${error.message ?? 'is invalid'}`
+}
+
+/**
+ * Reads and validates configuration from the environment. Every problem is
+ * collected so an operator fixes them all in one go.
+ */
+export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
+  let raw: RawConfig
+  try {
+    // env-schema only considers variables named in the schema.
+    raw = envSchema<RawConfig>({ schema: ConfigSchema, data: env, dotenv: false })
+  } catch (err) {
+    const errors = (err as { errors?: Parameters<typeof describe>[0][] }).errors ?? []
+    // A union of literals reports one error per branch; one line per variable is enough.
+    const problems = [...new Set(errors.map(describe).map(p => p.replace(/: must be equal to constant$/, ': is not one of the allowed values')))]
+    throw new ConfigError(problems.length > 0 ? problems : [(err as Error).message])
+  }
+
+  const problems: string[] = []
+  if (raw.DATABASE_URL && raw.SUPABASE_URL) problems.push('DATABASE_URL and SUPABASE_URL: set one storage backend, not both')
+  if (raw.SUPABASE_URL && !raw.SUPABASE_SERVICE_ROLE_KEY) problems.push('SUPABASE_SERVICE_ROLE_KEY: required when SUPABASE_URL is set')
+  if (raw.NODE_ENV === 'production' && !raw.JWT_SECRET) problems.push('JWT_SECRET: required in production (at least 32 bytes)')
+  if (problems.length > 0) throw new ConfigError(problems)
+
+  const store: StoreBackend = raw.DATABASE_URL
+    ? { kind: 'postgres', url: raw.DATABASE_URL }
+    : raw.SUPABASE_URL
+      ? { kind: 'supabase', url: raw.SUPABASE_URL, serviceRoleKey: raw.SUPABASE_SERVICE_ROLE_KEY as string }
+      : { kind: 'pglite', dataDir: resolve(raw.DATA_DIR) }
+
+  return {
+    ...raw,
+    JWT_SECRET: raw.JWT_SECRET ?? developmentSecret(resolve(raw.DATA_DIR)),
+    // Operators often paste PEM keys into one-line variables with literal \n.
+    CLERK_JWT_KEY: raw.CLERK_JWT_KEY?.replace(/\\n/g, '\n'),
+    CLERK_AUTHORIZED_PARTIES: list(raw.CLERK_AUTHORIZED_PARTIES),
+    CORS_ORIGINS: list(raw.CORS_ORIGINS),
+    store
+  }
+}
+
+/** Outside production a secret is generated once and kept in DATA_DIR so tokens survive restarts. */
+function developmentSecret (dataDir: string): string {
+  const file = join(dataDir, 'jwt-secret')
+  try {
+    const existing = readFileSync(file, 'utf8').trim()
+    if (existing.length >= 32) return existing
+  } catch {}
+  mkdirSync(dataDir, { recursive: true })
+  const secret = randomBytes(48).toString('base64url')
+  writeFileSync(file, secret + '\n', { mode: 0o600 })
+  return secret
+}

@@ -1,0 +1,27 @@
+/** An error that maps to one HTTP status and a stable machine-readable code. */
+export class ApiError extends Error {
+  constructor (
+    public readonly statusCode: number,
+    public readonly code: string,
+    message: string,
+    public readonly details?: Record<string, unknown>
+  ) {
+    super(message)
+    this.name = 'ApiError'
+  }
+}
+
+export const unauthorized = (message = 'Unauthorized: Missing or invalid token') => new ApiError(401, 'UNAUTHORIZED', message)
+export const forbidden = (message = 'Forbidden') => new ApiError(403, 'FORBIDDEN', message)
+export const notFound = (message = 'Not found') => new ApiError(404, 'NOT_FOUND', message)
+export const badRequest = (message: string, details?: Record<string, unknown>) => new ApiError(400, 'BAD_REQUEST', message, details)
+export const unprocessable = (code: string, message: string, details?: Record<string, unknown>) => new ApiError(422, code, message, details)
+
+/** A dependency (database, PostgREST, Redis) did not answer in time or refused the connection. */
+export class DependencyUnavailableError extends ApiError {
+  constructor (dependency: string, cause?: unknown) {
+    super(503, 'SERVICE_UNAVAILABLE', `${dependency} is unavailable, try again later`)
+    this.name = 'DependencyUnavailableError'
+    this.cause = cause
+  }
+}

@@ -1,0 +1,18 @@
+import type { FastifyServerOptions } from 'fastify'
+import type { Config } from './config.js'
+import { loggerOptions } from './logger.js'
+
+/** Fastify's own options, shared by server.ts and the tests so both run the same service. */
+export function serverOptions (config: Config, overrides: Partial<FastifyServerOptions> = {}): FastifyServerOptions {
+  return {
+    logger: loggerOptions(config.LOG_LEVEL, process.stdout.isTTY && config.NODE_ENV !== 'production'),
+    bodyLimit: config.BODY_LIMIT,
+    trustProxy: config.TRUST_PROXY,
+    // Requests carry an id clients can quote; take a proxy's id when it sends one.
+    requestIdHeader: 'x-request-id',
+    ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, allErrors: false } },
+    routerOptions: { ignoreTrailingSlash: true },
+    forceCloseConnections: true,
+    ...overrides
+  }
+}

@@ -1,0 +1,92 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyRequest, onRequestHookHandler, preHandlerHookHandler } from 'fastify'
+import { forbidden, unauthorized } from '../../lib/errors.js'
+import type { User } from '../../schemas/users.js'
+
+export type CallerKind = 'access' | 'api'
+
+/** Who is calling, resolved from a verified token and the current database row. */
+export interface Caller {
+  user: User
+  kind: CallerKind
+  /** The API token id (jti), for api callers. */
+  tokenId?: string
+  /** Seconds since epoch when the credential stops being valid, if it does. */
+  expiresAt?: number
+}
+
+export interface AuthenticateOptions {
+  /** Token kinds accepted, in the Authorization header. */
+  kinds: CallerKind[]
+  /** Also accept an access token in the `access_token` cookie (browsers). */
+  cookie?: boolean
+  /** The 401 message clients of this route were written against. */
+  message?: string
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** An onRequest hook that authenticates the caller or answers 401. */
+    authenticate (options: AuthenticateOptions): onRequestHookHandler
+    /** A preHandler that answers 403 unless the caller is an administrator now. */
+    requireAdmin: preHandlerHookHandler
+  }
+  interface FastifyRequest {
+    caller: Caller | null
+  }
+}
+
+/** The credential from `Authorization: Bearer <token>`; null when absent, 401 when garbled. */
+export function bearerToken (request: FastifyRequest, message?: string): string | null {
+  const header = request.headers.authorization
+  if (header === undefined) return null
+  const match = /^Bearer +([A-Za-z0-9_.~+/=-]+)$/i.exec(header.trim())
+  if (!match) throw unauthorized(message)
+  return match[1]
+}
+
+export default fp(async function auth (fastify: FastifyInstance) {
+  const { tokens, store } = fastify
+  fastify.decorateRequest('caller', null)
+
+  /** Resolves a token of one of `kinds` to a caller; role and existence come from the store now. */
+  async function resolve (token: string, kinds: CallerKind[], message?: string): Promise<Caller> {
+    for (const kind of kinds) {
+      let claims
+      try {
+        claims = tokens.verify(kind, token, message)
+      } catch (error) {
+        if (kind === kinds[kinds.length - 1]) throw error
+        continue
+      }
+      if (kind === 'access') {
+        const user = await store.getUser(claims.sub)
+        if (!user) throw unauthorized(message)
+        return { user, kind, expiresAt: claims.exp }
+      }
+      const jti = (claims as { jti?: string }).jti
+      const record = jti ? await store.authenticateApiToken(jti) : null
+      if (!record?.user || record.token.revokedAt !== null) throw unauthorized(message)
+      if (record.token.expiresAt !== null && Date.parse(record.token.expiresAt) <= Date.now()) throw unauthorized(message)
+      return { user: record.user, kind, tokenId: jti, expiresAt: claims.exp }
+    }
+    throw unauthorized(message)
+  }
+
+  fastify.decorate('authenticate', function authenticate (options: AuthenticateOptions): onRequestHookHandler {
+    return async function authenticateRequest (request) {
+      let token = bearerToken(request, options.message)
+      let kinds = options.kinds
+      if (token === null && options.cookie) {
+        token = request.cookies?.access_token ?? null
+        kinds = ['access']
+      }
+      if (token === null) throw unauthorized(options.message)
+      request.caller = await resolve(token, kinds, options.message)
+    }
+  })
+
+  fastify.decorate('requireAdmin', async function requireAdmin (request: FastifyRequest) {
+    if (request.caller?.user.role !== 'admin') throw forbidden('Administrator role required')
+  })
+}, { name: 'auth', dependencies: ['tokens', 'supabase', 'cookie'] })

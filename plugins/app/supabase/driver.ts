@@ -1,0 +1,35 @@
+/**
+ * What a storage backend must do: call one of the SQL functions created by the
+ * migrations, by name with named arguments, and return its jsonb result.
+ */
+export interface RpcDriver {
+  readonly kind: 'pglite' | 'postgres' | 'supabase'
+  call (fn: string, args: Record<string, unknown>, signal: AbortSignal): Promise<unknown>
+  /** Direct SQL, for migrations; only backends with a database connection have it. */
+  sql?: SqlAccess
+  /** True when an error means the backend is unreachable rather than a bug. */
+  isUnavailable (error: unknown): boolean
+  close (): Promise<void>
+}
+
+export interface SqlAccess {
+  /** Runs a script of several statements. */
+  exec (script: string): Promise<void>
+  query<T = Record<string, unknown>> (text: string, values?: unknown[]): Promise<T[]>
+}
+
+export const FUNCTION_NAME = /^gatehouse_[a-z_]+$/
+
+/** `select fn(p_a => $1, p_b => $2) as result`: named arguments, as PostgREST calls them. */
+export function callStatement (fn: string, args: Record<string, unknown>): { text: string, values: unknown[] } {
+  if (!FUNCTION_NAME.test(fn)) throw new Error(`not a gatehouse function: ${fn}`)
+  const names = Object.keys(args)
+  for (const name of names) if (!/^p_[a-z_]+$/.test(name)) throw new Error(`bad argument name: ${name}`)
+  const text = `select ${fn}(${names.map((n, i) => `${n} => $${i + 1}`).join(', ')}) as result`
+  return { text, values: names.map(n => args[n] ?? null) }
+}
+
+/** SQLSTATE classes that mean "the server cannot serve us right now". */
+export function isUnavailableSqlState (code: unknown): boolean {
+  return typeof code === 'string' && /^(08|53|57|58)/.test(code)
+}

@@ -1,0 +1,110 @@
+import { DependencyUnavailableError } from '../../../lib/errors.js'
+import type { User, UserInput } from '../../../schemas/users.js'
+import type { ApiToken } from '../../../schemas/tokens.js'
+import type { Template } from '../../../schemas/templates.js'
+import type { SendInput, SendOutcome, SendResult, StoredMessage } from '../../../schemas/messages.js'
+import type { RpcDriver } from './driver.js'
+
+/**
+ * The storage contract. One implementation for every backend: each method is one
+ * call of a SQL function, so the backends differ only in how they reach Postgres.
+ */
+export class Store {
+  constructor (private readonly driver: RpcDriver, private readonly timeoutMs: number) {}
+
+  get backend () { return this.driver.kind }
+
+  private async call<T> (fn: string, args: Record<string, unknown> = {}): Promise<T> {
+    const signal = AbortSignal.timeout(this.timeoutMs)
+    try {
+      return await this.driver.call(fn, args, signal) as T
+    } catch (error) {
+      if (signal.aborted || this.driver.isUnavailable(error)) throw new DependencyUnavailableError('Storage', error)
+      throw error
+    }
+  }
+
+  async ping (): Promise<void> { await this.call('gatehouse_health') }
+
+  // Users
+  getUser (id: string) { return this.call<User | null>('gatehouse_user_get', { p_id: id }) }
+  getUserByClerkId (clerkId: string) { return this.call<User | null>('gatehouse_user_by_clerk_id', { p_clerk_id: clerkId }) }
+
+  /** Creates or updates a user; returns null when the clerk_id already belongs to someone else. */
+  async upsertUser (input: UserInput): Promise<User | null> {
+    const result = await this.call<{ user?: User, error?: string }>('gatehouse_user_upsert', { p_user: input })
+    return result.user ?? null
+  }
+
+  /** Deletes by id or clerk id; the user's tokens, templates and inbox go with them. */
+  async deleteUser (by: { id?: string, clerkId?: string }): Promise<string[]> {
+    const result = await this.call<{ deletedIds: string[] }>('gatehouse_user_delete', { p_id: by.id ?? null, p_clerk_id: by.clerkId ?? null })
+    return result.deletedIds
+  }
+
+  // API tokens
+  async createApiToken (token: { id: string, userId: string, createdBy: string | null, name: string | null, expiresAt: string | null }): Promise<{ token: ApiToken, user: User } | null> {
+    const result = await this.call<{ token?: ApiToken, user?: User }>('gatehouse_token_create', {
+      p_id: token.id, p_user_id: token.userId, p_created_by: token.createdBy, p_name: token.name, p_expires_at: token.expiresAt
+    })
+    return result.token && result.user ? { token: result.token, user: result.user } : null
+  }
+
+  /** The token record and its owner, in one round trip; marks the token used. */
+  authenticateApiToken (id: string) { return this.call<{ token: ApiToken, user: User | null } | null>('gatehouse_token_authenticate', { p_id: id }) }
+  listApiTokens (userId: string | null) { return this.call<ApiToken[]>('gatehouse_token_list', { p_user_id: userId }) }
+  revokeApiToken (id: string) { return this.call<ApiToken | null>('gatehouse_token_revoke', { p_id: id }) }
+
+  // Templates, scoped to an organization (or to their owner when there is none)
+  createTemplate (scope: TemplateScope, template: { name: string, content: string }) {
+    return this.call<Template>('gatehouse_template_create', { p_org: scope.organizationId, p_owner: scope.ownerId, p_name: template.name, p_content: template.content })
+  }
+
+  listTemplates (scope: TemplateScope) { return this.call<Template[]>('gatehouse_template_list', { p_org: scope.organizationId, p_owner: scope.ownerId }) }
+  getTemplate (scope: TemplateScope, id: string) { return this.call<Template | null>('gatehouse_template_get', { p_org: scope.organizationId, p_owner: scope.ownerId, p_id: id }) }
+  async deleteTemplate (scope: TemplateScope, id: string): Promise<boolean> {
+    const result = await this.call<{ deleted: boolean }>('gatehouse_template_delete', { p_org: scope.organizationId, p_owner: scope.ownerId, p_id: id })
+    return result.deleted
+  }
+
+  // Messages
+  async send (input: SendInput): Promise<SendOutcome> {
+    const result = await this.call<SendResult & { error?: string, ids?: string[] }>('gatehouse_send', {
+      p_sender: input.senderId,
+      p_sender_org: input.senderOrganizationId,
+      p_is_admin: input.senderIsAdmin,
+      p_recipients: input.recipientIds,
+      p_content: input.content,
+      p_template_id: input.templateId,
+      p_idempotency_key: input.idempotencyKey,
+      p_request_hash: input.requestHash
+    })
+    if (result.error === 'invalid_recipients') return { ok: false, error: 'invalid_recipients', ids: result.ids ?? [] }
+    if (result.error === 'idempotency_mismatch') return { ok: false, error: 'idempotency_mismatch' }
+    return { ok: true, result }
+  }
+
+  /** Unacknowledged messages after `afterSeq`, oldest first. */
+  pendingMessages (recipientId: string, afterSeq: number, limit: number) {
+    return this.call<StoredMessage[]>('gatehouse_pending', { p_recipient: recipientId, p_after_seq: afterSeq, p_limit: limit })
+  }
+
+  /** Every message after `afterSeq`, acknowledged or not, oldest first. */
+  inbox (recipientId: string, afterSeq: number, limit: number) {
+    return this.call<StoredMessage[]>('gatehouse_inbox', { p_recipient: recipientId, p_after_seq: afterSeq, p_limit: limit })
+  }
+
+  async ack (recipientId: string, ids: string[]): Promise<number> {
+    const result = await this.call<{ acked: number }>('gatehouse_ack', { p_recipient: recipientId, p_ids: ids })
+    return Number(result.acked)
+  }
+
+  async pruneIdempotencyKeys (): Promise<number> {
+    const result = await this.call<{ pruned: number }>('gatehouse_prune_idempotency_keys')
+    return Number(result.pruned)
+  }
+
+  close () { return this.driver.close() }
+}
+
+export interface TemplateScope { organizationId: string | null, ownerId: string }

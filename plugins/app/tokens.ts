@@ -1,0 +1,116 @@
+import fp from 'fastify-plugin'
+import { randomUUID } from 'node:crypto'
+import type { FastifyInstance } from 'fastify'
+import type { JWT } from '@fastify/jwt'
+import { unauthorized } from '../../lib/errors.js'
+import type { TokenKind } from '../external/jwt.js'
+import type { User } from '../../schemas/users.js'
+
+export interface AccessClaims {
+  sub: string
+  clerk_id: string | null
+  email: string | null
+  plan_type: string
+  credits: number
+  organization_id: string | null
+  sid: string
+  exp: number
+}
+export interface WsTicketClaims { sub: string, jti: string, exp: number, /** when the session behind the ticket ends */ sexp?: number }
+export interface ApiClaims { sub: string, jti: string, exp?: number }
+interface ClaimsByKind { access: AccessClaims, ws: WsTicketClaims, api: ApiClaims }
+
+/**
+ * Remembers consumed ws tickets until they expire, so each opens one socket.
+ * In one process a Map is enough; across processes the ledger lives in Redis.
+ */
+export interface TicketLedger {
+  /** True the first time a ticket id is seen, false afterwards. */
+  consume (jti: string, expiresAtSeconds: number): Promise<boolean>
+}
+
+export function memoryTicketLedger (): TicketLedger & { size: number, close (): void } {
+  const seen = new Map<string, number>()
+  const sweep = setInterval(() => {
+    const now = Date.now() / 1000
+    for (const [jti, exp] of seen) if (exp < now) seen.delete(jti)
+  }, 30_000)
+  sweep.unref()
+  return {
+    async consume (jti, exp) {
+      if (seen.has(jti)) return false
+      seen.set(jti, exp)
+      return true
+    },
+    get size () { return seen.size },
+    close () { clearInterval(sweep) }
+  }
+}
+
+export class TokenService {
+  constructor (
+    private readonly jwt: JWT,
+    private readonly ttl: { access: number, ws: number },
+    public ticketLedger: TicketLedger
+  ) {}
+
+  private ns (kind: TokenKind) { return (this.jwt as unknown as Record<TokenKind, JWT>)[kind] }
+
+  issueAccess (user: User, sessionId: string = randomUUID()) {
+    const token = this.ns('access').sign({
+      sub: user.id,
+      clerk_id: user.clerkId,
+      email: user.email,
+      plan_type: user.planType,
+      credits: user.credits,
+      organization_id: user.organizationId,
+      sid: sessionId
+    }, { expiresIn: this.ttl.access * 1000 })
+    return { token, expiresIn: this.ttl.access, expiresAt: new Date(Date.now() + this.ttl.access * 1000).toISOString() }
+  }
+
+  /** A short-lived single-use ticket; `sessionExpiresAt` (seconds) bounds the socket it opens. */
+  issueWsTicket (userId: string, sessionExpiresAt?: number) {
+    const payload: Record<string, unknown> = { sub: userId }
+    if (sessionExpiresAt) payload.sexp = sessionExpiresAt
+    const token = this.ns('ws').sign(payload, { expiresIn: this.ttl.ws * 1000, jti: randomUUID() })
+    return { token, expiresIn: this.ttl.ws }
+  }
+
+  issueApi (tokenId: string, userId: string, expiresAt: Date | null) {
+    const options: Record<string, unknown> = { jti: tokenId }
+    if (expiresAt) options.expiresIn = Math.max(1000, expiresAt.getTime() - Date.now())
+    return this.ns('api').sign({ sub: userId }, options)
+  }
+
+  /** Verifies signature, issuer, audience (the kind) and expiry; any failure is a 401. */
+  verify<K extends TokenKind> (kind: K, token: string, message?: string): ClaimsByKind[K] {
+    try {
+      return this.ns(kind).verify<ClaimsByKind[K]>(token)
+    } catch {
+      throw unauthorized(message)
+    }
+  }
+
+  /** Verifies a ws ticket and consumes it: a second use is refused. */
+  async redeemWsTicket (token: string): Promise<WsTicketClaims> {
+    const claims = this.verify('ws', token)
+    if (!claims.jti || !(await this.ticketLedger.consume(claims.jti, claims.exp))) throw unauthorized('Token already used')
+    return claims
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    tokens: TokenService
+  }
+}
+
+export default fp(async function tokens (fastify: FastifyInstance) {
+  const ledger = memoryTicketLedger()
+  fastify.addHook('onClose', async () => { ledger.close() })
+  fastify.decorate('tokens', new TokenService(fastify.jwt, {
+    access: fastify.config.ACCESS_TOKEN_TTL,
+    ws: fastify.config.WS_TOKEN_TTL
+  }, ledger))
+}, { name: 'tokens', dependencies: ['env', 'jwt'] })

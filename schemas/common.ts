@@ -1,0 +1,29 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+
+/** The one error envelope every route returns; it satisfies all three client documents. */
+export const ErrorSchema = Type.Object({
+  success: Type.Literal(false),
+  statusCode: Type.Integer(),
+  code: Type.String(),
+  error: Type.String(),
+  message: Type.String(),
+  details: Type.Optional(Type.Record(Type.String(), Type.Unknown()))
+}, { $id: 'Error', title: 'Error' })
+export type ErrorBody = Static<typeof ErrorSchema>
+
+export const IsoDate = Type.String({ format: 'date-time' })
+export const NullableIsoDate = Type.Union([IsoDate, Type.Null()])
+export const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()])
+
+/** Ids are opaque strings (the existing product uses both uuids and other ids). */
+export const Id = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:@-]+$' })
+export const Uuid = Type.String({ format: 'uuid' })
+
+export const BearerHeaders = Type.Object({
+  authorization: Type.Optional(Type.String({ description: 'Bearer <token>' }))
+})
+
+/** Response map entries for the errors a route can produce, keyed by status. */
+export function errors (...statuses: number[]): Record<number, typeof ErrorSchema> {
+  return Object.fromEntries(statuses.map(s => [s, ErrorSchema]))
+}

@@ -1,0 +1,87 @@
+import Fastify, { type FastifyInstance } from 'fastify'
+import type { Test } from 'tap'
+import app from '../../app.js'
+import { loadConfig, type Config, type StoreBackend } from '../../lib/config.js'
+import { serverOptions } from '../../lib/server-options.js'
+import { createPgliteDriver } from '../../plugins/app/supabase/drivers/pglite.js'
+import { migrate } from '../../plugins/app/supabase/migrate.js'
+import type { RpcDriver } from '../../plugins/app/supabase/driver.js'
+import type { User, UserInput } from '../../schemas/users.js'
+
+export const TEST_SECRET = 'test-secret-test-secret-test-secret-0123456789'
+
+/** A validated config for tests: in-memory embedded store unless `store` says otherwise. */
+export function testConfig (env: Record<string, string> = {}, store: StoreBackend = { kind: 'pglite', dataDir: null }): Config {
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'silent',
+    JWT_SECRET: TEST_SECRET,
+    RATE_LIMIT_MAX: '100000',
+    ...env
+  })
+  return { ...config, store }
+}
+
+let migratedDump: Promise<Blob> | undefined
+/**
+ * A fresh in-memory embedded store, migrated. Creating PGlite costs seconds, so the
+ * first one is dumped and every later one in this process starts from that dump.
+ */
+export async function freshPglite (): Promise<RpcDriver> {
+  migratedDump ??= (async () => {
+    const template = await createPgliteDriver(null)
+    await migrate(template.sql!)
+    const dump = await template.dump()
+    await template.close()
+    return dump
+  })()
+  return await createPgliteDriver(null, await migratedDump)
+}
+
+export interface BuildOptions {
+  env?: Record<string, string>
+  store?: StoreBackend
+  config?: Config
+  /** A storage driver; default: a fresh in-memory embedded store, unless `store` names a backend. */
+  driver?: RpcDriver
+  /** Extra Fastify options, e.g. a logger stream to inspect. */
+  server?: Parameters<typeof serverOptions>[1]
+}
+
+/** Builds the real application, ready for inject(); closed when the test ends. */
+export async function buildApp (t: Test, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const config = options.config ?? testConfig(options.env, options.store)
+  const server = Fastify(serverOptions(config, options.server))
+  const driver = options.driver ?? (options.store || options.config ? undefined : await freshPglite())
+  await server.register(app, { config, driver })
+  await server.ready()
+  t.after(() => server.close())
+  return server
+}
+
+let userCounter = 0
+/** Creates a user directly in the store. */
+export async function createUser (server: FastifyInstance, input: UserInput = {}): Promise<User> {
+  userCounter++
+  const user = await server.store.upsertUser({
+    id: `user_${process.pid}_${userCounter}`,
+    email: `user${userCounter}@example.com`,
+    name: `User ${userCounter}`,
+    organization_id: 'org_1',
+    ...input
+  })
+  if (!user) throw new Error('user conflict')
+  return user
+}
+
+/** Access token for a user, as the dashboard exchange would issue it. */
+export function accessTokenFor (server: FastifyInstance, user: User): string {
+  return server.tokens.issueAccess(user).token
+}
+
+/** A stored, valid API token for a user. */
+export async function apiTokenFor (server: FastifyInstance, user: User, expiresAt: Date | null = null): Promise<{ token: string, id: string }> {
+  const id = crypto.randomUUID()
+  await server.store.createApiToken({ id, userId: user.id, createdBy: null, name: null, expiresAt: expiresAt?.toISOString() ?? null })
+  return { token: server.tokens.issueApi(id, user.id, expiresAt), id }
+}

@@ -1,3 +1,4 @@
+import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance } from 'fastify'
 import { ApiError } from './lib/errors.js'
 import type { Config } from './lib/config.js'
@@ -60,7 +61,7 @@ export function toErrorBody (error: FastifyError | ApiError | Error): ErrorBody 
   return { success: false, statusCode, code, error: message, message, ...(details ? { details } : {}) }
 }
 
-export default async function app (fastify: FastifyInstance, opts: AppOptions) {
+async function app (fastify: FastifyInstance, opts: AppOptions) {
   fastify.addSchema(ErrorSchema)
 
   await fastify.register(env, { config: opts.config })
@@ -101,3 +102,6 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(webhookRoutes, { prefix: '/api/webhooks' })
   await fastify.register(wsRoutes, { prefix: '/ws' })
 }
+
+// Not encapsulated: the server (and tests) see the decorators and the error handler set here.
+export default fp(app, { name: 'gatehouse' })

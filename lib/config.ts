@@ -59,9 +59,21 @@ export class ConfigError extends Error {
 
 const list = (value: string | undefined) => (value ?? '').split(',').map(s => s.trim()).filter(Boolean)
 
-function describe (error: { instancePath: string, message?: string, params: Record<string, unknown> }): string {
-  const name = error.instancePath.replace(/^\//, '') || String(error.params.missingProperty ?? 'environment')
-  return `${name}: ${error.message ?? 'is invalid'}`
+interface AjvError { instancePath: string, keyword: string, message?: string, params: Record<string, unknown> }
+
+/** One line per variable; a union of literals is described by its allowed values. */
+function describe (errors: AjvError[]): string[] {
+  const byName = new Map<string, string>()
+  for (const error of errors) {
+    const name = error.instancePath.replace(/^\//, '') || String(error.params.missingProperty ?? 'environment')
+    const property = (ConfigSchema.properties as Record<string, { anyOf?: Array<{ const?: unknown }> }>)[name]
+    if (error.keyword === 'anyOf' || error.keyword === 'const') {
+      byName.set(name, `must be one of ${property?.anyOf?.map(s => s.const).join(', ')}`)
+    } else if (!byName.has(name)) {
+      byName.set(name, error.message ?? 'is invalid')
+    }
+  }
+  return [...byName].map(([name, message]) => `${name}: ${message}`)
 }
 
 /**
@@ -74,9 +86,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     // env-schema only considers variables named in the schema.
     raw = envSchema<RawConfig>({ schema: ConfigSchema, data: env, dotenv: false })
   } catch (err) {
-    const errors = (err as { errors?: Parameters<typeof describe>[0][] }).errors ?? []
-    // A union of literals reports one error per branch; one line per variable is enough.
-    const problems = [...new Set(errors.map(describe).map(p => p.replace(/: must be equal to constant$/, ': is not one of the allowed values')))]
+    const problems = describe((err as { errors?: AjvError[] }).errors ?? [])
     throw new ConfigError(problems.length > 0 ? problems : [(err as Error).message])
   }
 

@@ -12,8 +12,9 @@ export const ErrorSchema = Type.Object({
 export type ErrorBody = Static<typeof ErrorSchema>
 
 export const IsoDate = Type.String({ format: 'date-time' })
-export const NullableIsoDate = Type.Union([IsoDate, Type.Null()])
-export const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()])
+export const NullableIsoDate = Type.Union([Type.Null(), IsoDate])
+// Null first: with type coercion on, Ajv would otherwise turn null into "" for the string branch.
+export const Nullable = <T extends TSchema>(schema: T) => Type.Union([Type.Null(), schema])
 
 /** Ids are opaque strings (the existing product uses both uuids and other ids). */
 export const Id = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:@-]+$' })

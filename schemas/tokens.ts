@@ -28,7 +28,7 @@ export const WebsocketTokenResponseSchema = Type.Object({
 
 export const CreateApiTokenBodySchema = Type.Object({
   userId: Type.Optional(Id),
-  expiration: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'ISO-8601 date in the future; null or absent: never expires' })),
+  expiration: Type.Optional(Type.Union([Type.Null(), Type.String()], { description: 'ISO-8601 date in the future; null or absent: never expires' })),
   name: Type.Optional(Type.String({ maxLength: 200, description: 'A label for the token' }))
 })
 export type CreateApiTokenBody = Static<typeof CreateApiTokenBodySchema>

@@ -1,3 +1,44 @@
 import fp from 'fastify-plugin'
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { FastifyInstance } from 'fastify'
 
-export default fp(async function metrics () {}, { name: 'metrics' })
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Prometheus registry of this instance; plugins add their own metrics to it. */
+    metrics: Registry
+  }
+}
+
+/** Prometheus metrics at GET /metrics: process, HTTP, and whatever plugins register. */
+export default fp(async function metrics (fastify: FastifyInstance) {
+  // One registry per instance, so several apps in a process (tests) do not collide.
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'gatehouse_' })
+
+  const duration = new Histogram({
+    name: 'gatehouse_http_request_duration_seconds',
+    help: 'HTTP request duration by route and status',
+    labelNames: ['method', 'route', 'status'],
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry]
+  })
+  const errors = new Counter({
+    name: 'gatehouse_http_errors_total',
+    help: 'HTTP responses with status >= 500',
+    labelNames: ['route'],
+    registers: [registry]
+  })
+
+  fastify.decorate('metrics', registry)
+  fastify.addHook('onResponse', async (request, reply) => {
+    // The route pattern, never the raw URL: URLs hold ids and query tokens.
+    const route = request.routeOptions.url ?? 'unmatched'
+    duration.observe({ method: request.method, route, status: reply.statusCode }, reply.elapsedTime / 1000)
+    if (reply.statusCode >= 500) errors.inc({ route })
+  })
+
+  fastify.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+    reply.type(registry.contentType)
+    return await registry.metrics()
+  })
+}, { name: 'metrics' })

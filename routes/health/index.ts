@@ -1,4 +1,35 @@
+import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { ApiError } from '../../lib/errors.js'
+import { errors } from '../../schemas/common.js'
 
-const routes: FastifyPluginAsyncTypebox = async function () {}
+const HealthSchema = Type.Object({ status: Type.Literal('ok') })
+const ReadySchema = Type.Object({
+  status: Type.Literal('ready'),
+  checks: Type.Record(Type.String(), Type.Literal('ok'))
+})
+
+/** Liveness and readiness, for load balancers and orchestrators. */
+const routes: FastifyPluginAsyncTypebox = async function (fastify) {
+  let draining = false
+  fastify.addHook('preClose', async () => { draining = true })
+
+  fastify.get('/health', {
+    config: { rateLimit: false },
+    schema: { tags: ['health'], summary: 'The process is alive', response: { 200: HealthSchema } }
+  }, async () => ({ status: 'ok' as const }))
+
+  fastify.get('/ready', {
+    config: { rateLimit: false },
+    schema: {
+      tags: ['health'],
+      summary: 'The store answers and the process is not draining',
+      response: { 200: ReadySchema, ...errors(503) }
+    }
+  }, async () => {
+    if (draining) throw new ApiError(503, 'DRAINING', 'Server is shutting down')
+    await fastify.store.ping()
+    return { status: 'ready' as const, checks: { store: 'ok' as const } }
+  })
+}
 export default routes

@@ -1,0 +1,171 @@
+import { parseArgs } from 'node:util'
+import type { UserInput } from '../../schemas/users.js'
+
+/** Bad arguments: the CLI prints one line and exits with 2. */
+export class UsageError extends Error {}
+
+export type Command =
+  | { name: 'help' }
+  | { name: 'migrate' }
+  | { name: 'users add', user: UserInput & { id: string } }
+  | { name: 'users list' }
+  | { name: 'tokens mint', userId: string, expiresAt: Date | null, label: string | null }
+  | { name: 'tokens revoke', tokenId: string }
+  | { name: 'tokens list', userId: string | null }
+
+type Options = Record<string, { type: 'string' | 'boolean' }>
+
+/** Each command's options and positional arguments, as node:util parseArgs takes them. */
+const COMMANDS: Record<Exclude<Command['name'], 'help'>, { options: Options, positionals: string[] }> = {
+  migrate: { options: {}, positionals: [] },
+  'users add': {
+    options: {
+      id: { type: 'string' },
+      email: { type: 'string' },
+      name: { type: 'string' },
+      'clerk-id': { type: 'string' },
+      role: { type: 'string' },
+      org: { type: 'string' },
+      plan: { type: 'string' },
+      credits: { type: 'string' }
+    },
+    positionals: []
+  },
+  'users list': { options: {}, positionals: [] },
+  'tokens mint': { options: { user: { type: 'string' }, expires: { type: 'string' }, name: { type: 'string' } }, positionals: [] },
+  'tokens revoke': { options: {}, positionals: ['tokenId'] },
+  'tokens list': { options: { user: { type: 'string' } }, positionals: [] }
+}
+
+// The same rule as the HTTP API's ids, so whatever the CLI creates the API can name.
+const ID = /^[A-Za-z0-9_.:@-]{1,128}$/
+const EMAIL = /^[^\s@]+@[^\s@]+$/
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/
+const MAX_CREDITS = 2147483647
+
+/** Turns argv into one validated command, or throws a UsageError naming the problem. */
+export function parseCommand (argv: string[]): Command {
+  if (argv.length === 0) throw new UsageError('no command given')
+  if (argv[0] === 'help' || argv.includes('--help') || argv.includes('-h')) return { name: 'help' }
+
+  const group = argv[0] === 'users' || argv[0] === 'tokens'
+  if (group && argv[1] === undefined) throw new UsageError(`"${argv[0]}" needs a subcommand`)
+  const name = group ? `${argv[0]} ${argv[1]}` : argv[0]
+  const spec = COMMANDS[name as keyof typeof COMMANDS]
+  if (!spec) throw new UsageError(`unknown command "${name}"`)
+
+  let parsed
+  try {
+    parsed = parseArgs({ args: argv.slice(group ? 2 : 1), options: spec.options, strict: true, allowPositionals: true })
+  } catch (error) {
+    // node's messages run on with advice about `--`; the first sentence names the problem.
+    throw new UsageError(`${name}: ${(error as Error).message.split(/\.\s/)[0].replace(/\.$/, '')}`)
+  }
+  const { positionals } = parsed
+  if (positionals.length > spec.positionals.length) throw new UsageError(`${name}: unexpected argument "${positionals[spec.positionals.length]}"`)
+  if (positionals.length < spec.positionals.length) throw new UsageError(`${name}: missing <${spec.positionals[positionals.length]}>`)
+  const values = parsed.values as Record<string, string | undefined>
+  const text = (option: string, { required = false, max = 200 } = {}) => {
+    const value = values[option]
+    if (value === undefined) {
+      if (required) throw new UsageError(`${name}: --${option} is required`)
+      return undefined
+    }
+    if (value.trim() === '' || value.length > max) throw new UsageError(`${name}: --${option} must be 1 to ${max} characters`)
+    return value.trim()
+  }
+  const id = (option: string, required: boolean) => {
+    const value = text(option, { required, max: 128 })
+    if (value !== undefined && !ID.test(value)) throw new UsageError(`${name}: --${option} may only contain letters, digits and _ . : @ -`)
+    return value
+  }
+
+  switch (name) {
+    case 'users add': {
+      const user: UserInput & { id: string } = {
+        id: id('id', true) as string,
+        email: text('email', { required: true, max: 320 }),
+        name: text('name', { required: true })
+      }
+      if (!EMAIL.test(user.email as string)) throw new UsageError(`${name}: --email is not an email address`)
+      const clerkId = text('clerk-id', { max: 128 })
+      if (clerkId !== undefined) user.clerk_id = clerkId
+      const role = text('role')
+      if (role !== undefined) {
+        if (role !== 'admin' && role !== 'user') throw new UsageError(`${name}: --role must be admin or user`)
+        user.role = role
+      }
+      const org = id('org', false)
+      if (org !== undefined) user.organization_id = org
+      const plan = text('plan', { max: 64 })
+      if (plan !== undefined) user.plan_type = plan
+      const credits = text('credits', { max: 10 })
+      if (credits !== undefined) {
+        if (!/^\d+$/.test(credits) || Number(credits) > MAX_CREDITS) throw new UsageError(`${name}: --credits must be a whole number from 0 to ${MAX_CREDITS}`)
+        user.credits = Number(credits)
+      }
+      return { name, user }
+    }
+    case 'tokens mint': {
+      const expires = text('expires', { max: 64 })
+      let expiresAt: Date | null = null
+      if (expires !== undefined) {
+        expiresAt = new Date(expires)
+        if (!ISO_DATE.test(expires) || Number.isNaN(expiresAt.getTime())) throw new UsageError(`${name}: --expires must be an ISO-8601 date, e.g. 2030-01-31T00:00:00Z`)
+        if (expiresAt.getTime() <= Date.now()) throw new UsageError(`${name}: --expires must be in the future`)
+      }
+      return { name, userId: id('user', true) as string, expiresAt, label: text('name') ?? null }
+    }
+    case 'tokens revoke': {
+      const tokenId = positionals[0]
+      if (!ID.test(tokenId)) throw new UsageError(`${name}: "${tokenId}" is not a token id`)
+      return { name, tokenId }
+    }
+    case 'tokens list': return { name, userId: id('user', false) ?? null }
+    default: return { name } as Command
+  }
+}
+
+export const HELP = `gatehouse operator commands
+
+Usage: npm run -s cli -- <command> [options]
+
+  migrate
+      Applies supabase/migrations to DATABASE_URL, or to the embedded store in
+      DATA_DIR. For a Supabase project set DATABASE_URL to the project's Postgres
+      connection string, or run \`supabase db push\`.
+
+  users add --id <id> --email <email> --name <name>
+            [--clerk-id <clerk user id>] [--role admin|user] [--org <organization id>]
+            [--plan <plan type>] [--credits <n>]
+      Creates the user, or updates the one with this id. Prints it as JSON.
+      Users who sign in with Clerk are normally created by the Clerk webhook.
+
+  users list
+      Prints every user as JSON (needs DATABASE_URL or the embedded store).
+
+  tokens mint --user <user id> [--expires <ISO-8601 date>] [--name <label>]
+      Mints an API token for the user and prints only the token, so that
+      TOKEN=$(npm run -s cli -- tokens mint --user admin) works. Without
+      --expires the token never expires; revoke it when it is no longer needed.
+
+  tokens list [--user <user id>]
+      Prints API token records as JSON (never the tokens themselves).
+
+  tokens revoke <token id>
+      Revokes an API token at once. Prints its record as JSON.
+
+  help
+      Shows this text.
+
+Configuration comes from the same environment as the server (DATA_DIR,
+DATABASE_URL, SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY, JWT_SECRET, ...). Tokens
+are signed with JWT_SECRET, so the CLI and the server must share it; without
+JWT_SECRET (development only) both use the one generated in DATA_DIR.
+
+The embedded store (no DATABASE_URL or SUPABASE_URL) is used by one process at a
+time: while the server runs on a DATA_DIR the CLI refuses to open it. Stop the
+server first, or mint tokens through POST /api/admin/tokens.
+
+Exit codes: 0 success, 1 failure (unknown user or token, storage error), 2 bad arguments.
+`

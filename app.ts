@@ -87,8 +87,8 @@ async function app (fastify: FastifyInstance, opts: AppOptions) {
     return reply.code(body.statusCode).send(body)
   })
 
-  // Unknown routes share the error envelope and a rate limit, so probing is cheap for us and slow for them.
-  fastify.setNotFoundHandler({ preHandler: fastify.rateLimit() }, function notFound (request, reply) {
+  // Unknown routes share the error envelope; the global rate limit covers them, so probing is slow.
+  fastify.setNotFoundHandler(function notFound (request, reply) {
     const message = `Route ${request.method}:${request.url.split('?')[0]} not found`
     return reply.code(404).send({ success: false, statusCode: 404, code: 'NOT_FOUND', error: message, message })
   })

@@ -100,3 +100,29 @@ t.test('logs never contain a token: not from Authorization, cookies, nor ?token=
     t.notOk(log.includes(secret.split('.')[2]), `${name} signature is not in the logs`)
   }
 })
+
+t.test('CORS lets only the configured origins call with credentials', async t => {
+  const app = await buildApp(t, { env: { CORS_ORIGINS: 'https://dashboard.example.com' } })
+  const preflight = (origin: string) => app.inject({
+    method: 'OPTIONS',
+    url: '/websocket-token/',
+    headers: { origin, 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' }
+  })
+  const allowed = await preflight('https://dashboard.example.com')
+  t.equal(allowed.headers['access-control-allow-origin'], 'https://dashboard.example.com')
+  t.equal(allowed.headers['access-control-allow-credentials'], 'true')
+  const foreign = await preflight('https://evil.example.com')
+  t.equal(foreign.headers['access-control-allow-origin'], undefined)
+})
+
+t.test('clients over the rate limit get 429 in the envelope', async t => {
+  const app = await buildApp(t, { env: { RATE_LIMIT_MAX: '2' } })
+  const statuses = []
+  for (let i = 0; i < 3; i++) statuses.push((await app.inject('/websocket-token/')).statusCode)
+  t.same(statuses, [401, 401, 429])
+  const limited = await app.inject('/websocket-token/')
+  t.match(limited.json(), { success: false, statusCode: 429, code: 'RATE_LIMITED', message: /retry in/ })
+  t.ok(limited.headers['retry-after'])
+  const unknown = await app.inject('/nope')
+  t.equal(unknown.statusCode, 429, 'probing unknown routes is limited too')
+})

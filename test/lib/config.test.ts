@@ -2,7 +2,7 @@ import t from 'tap'
 import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ConfigError, loadConfig } from '../../lib/config.js'
+import { ConfigError, ConfigSchema, loadConfig } from '../../lib/config.js'
 
 const SECRET = 'x'.repeat(32)
 
@@ -58,4 +58,11 @@ t.test('lists and PEM keys are parsed', async t => {
   t.same(config.CORS_ORIGINS, ['https://a.example', 'https://b.example'])
   t.same(config.CLERK_AUTHORIZED_PARTIES, ['https://app.example'])
   t.equal(config.CLERK_JWT_KEY, '-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----')
+})
+
+t.test('.env.example documents every variable', async t => {
+  const example = readFileSync(new URL('../../.env.example', import.meta.url), 'utf8')
+  for (const name of Object.keys(ConfigSchema.properties)) {
+    t.match(example, new RegExp(`^#? ?${name}=`, 'm'), `${name} is in .env.example`)
+  }
 })

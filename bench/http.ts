@@ -1,0 +1,78 @@
+/**
+ * HTTP throughput of the token path against a bare Fastify route, in one run.
+ *
+ *   npm run bench:http [-- --duration 5 --runs 5 --connections 50]
+ *
+ * Reports requests/second medians and each route's ratio to the bare route, so
+ * the figure means something on a shared, noisy machine.
+ */
+import { parseArgs } from 'node:util'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import autocannon from 'autocannon'
+import Fastify from 'fastify'
+import app from '../app.js'
+import { loadConfig } from '../lib/config.js'
+import { serverOptions } from '../lib/server-options.js'
+
+const { values } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '5' },
+    runs: { type: 'string', default: '5' },
+    connections: { type: 'string', default: '50' }
+  }
+})
+const duration = Number(values.duration)
+const runs = Number(values.runs)
+const connections = Number(values.connections)
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+
+async function measure (url: string, headers: Record<string, string> = {}): Promise<number> {
+  const result = await autocannon({ url, headers, duration, connections })
+  if (result.non2xx > 0 || result.errors > 0) throw new Error(`${url}: ${result.non2xx} non-2xx, ${result.errors} errors`)
+  return result.requests.average
+}
+
+const bare = Fastify({ logger: false })
+bare.get('/', async () => ({ token: 'x'.repeat(200), expires_in: 60 }))
+await bare.listen({ port: 0, host: '127.0.0.1' })
+
+// The embedded store by default; DATABASE_URL (already migrated) benchmarks Postgres instead.
+const config = loadConfig({
+  LOG_LEVEL: 'warn',
+  JWT_SECRET: 'bench-secret-bench-secret-bench-secret',
+  RATE_LIMIT_MAX: '100000000',
+  DATA_DIR: mkdtempSync(join(tmpdir(), 'gatehouse-bench-')),
+  ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {})
+})
+const server = Fastify(serverOptions(config, { logger: false }))
+await server.register(app, { config })
+await server.listen({ port: 0, host: '127.0.0.1' })
+const user = await server.store.upsertUser({ id: 'bench-user', email: 'bench@example.com', name: 'Bench' })
+const access = server.tokens.issueAccess(user!).token
+
+const bareUrl = `http://127.0.0.1:${(bare.server.address() as { port: number }).port}/`
+const base = `http://127.0.0.1:${(server.server.address() as { port: number }).port}`
+const routes: Array<[string, string, Record<string, string>]> = [
+  ['GET /health (full app, no auth)', `${base}/health`, {}],
+  ['GET /websocket-token/ (verify + user lookup + sign)', `${base}/websocket-token/`, { authorization: `Bearer ${access}` }]
+]
+
+console.log(`backend=${server.store.backend} duration=${duration}s connections=${connections} runs=${runs}`)
+const samples: Record<string, number[]> = { bare: [] }
+for (const [name] of routes) samples[name] = []
+for (let run = 0; run < runs; run++) {
+  // Interleave so drift on a shared machine hits every route alike.
+  samples.bare.push(await measure(bareUrl))
+  for (const [name, url, headers] of routes) samples[name].push(await measure(url, headers))
+}
+const bareMedian = median(samples.bare)
+console.log(`bare Fastify route: ${Math.round(bareMedian)} req/s (median)`)
+for (const [name] of routes) {
+  const m = median(samples[name])
+  console.log(`${name}: ${Math.round(m)} req/s (median), ${(m / bareMedian).toFixed(2)}x bare`)
+}
+await server.close()
+await bare.close()

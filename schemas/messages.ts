@@ -36,4 +36,69 @@ export type SendOutcome =
   | { ok: false, error: 'invalid_recipients', ids: string[] }
   | { ok: false, error: 'idempotency_mismatch' }
 
-export const RecipientIds = Type.Array(Id, { minItems: 1 })
+// No maxItems: MAX_RECIPIENTS is enforced after parsing with a clear 413, and BODY_LIMIT bounds the list.
+export const RecipientIds = Type.Array(Id, { minItems: 1, description: 'User ids; duplicates are sent once' })
+// No maxLength either: MAX_CONTENT_BYTES counts UTF-8 bytes and answers 413.
+const Content = Type.String({ minLength: 1, description: 'At most MAX_CONTENT_BYTES bytes of UTF-8' })
+
+export const SendHeadersSchema = Type.Object({
+  'idempotency-key': Type.Optional(Type.String({
+    minLength: 1,
+    maxLength: 255,
+    pattern: '^[\\x20-\\x7E]+$',
+    description: 'A retry with the same key and body replays the first response and delivers nothing again; keys are kept 24 hours'
+  }))
+})
+export type SendHeaders = Static<typeof SendHeadersSchema>
+
+export const PlaceholderValue = Type.Union([Type.String(), Type.Number(), Type.Boolean()])
+
+export const SendTemplateBodySchema = Type.Object({
+  templateId: Uuid,
+  recipientIds: RecipientIds,
+  placeholders: Type.Optional(Type.Record(Type.String(), PlaceholderValue, { description: 'Values for the template\'s {{placeholders}}' }))
+})
+export type SendTemplateBody = Static<typeof SendTemplateBodySchema>
+
+export const SendBulkBodySchema = Type.Object({
+  recipientIds: RecipientIds,
+  content: Content
+})
+export type SendBulkBody = Static<typeof SendBulkBodySchema>
+
+export const SendPrivateBodySchema = Type.Object({
+  recipientId: Id,
+  content: Content
+})
+export type SendPrivateBody = Static<typeof SendPrivateBodySchema>
+
+export const SendResponseSchema = Type.Object({
+  success: Type.Literal(true),
+  count: Type.Integer({ description: 'Messages stored, one per distinct recipient' }),
+  messages: Type.Array(Type.Object({ id: Uuid, recipientId: Type.String() }))
+}, { $id: 'SendResponse', title: 'SendResponse' })
+export type SendResponse = Static<typeof SendResponseSchema>
+
+export const InboxQuerySchema = Type.Object({
+  after: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'The nextCursor of a previous page; absent: from the oldest message' })),
+  limit: Type.Integer({ minimum: 1, maximum: 500, default: 100 })
+})
+export type InboxQuery = Static<typeof InboxQuerySchema>
+
+export const InboxMessageSchema = Type.Omit(StoredMessageSchema, ['seq'], { $id: 'InboxMessage', title: 'InboxMessage' })
+
+export const InboxResponseSchema = Type.Object({
+  success: Type.Literal(true),
+  messages: Type.Array(InboxMessageSchema),
+  nextCursor: Nullable(Type.String({ description: 'Pass as `after` for the next page; null when there is nothing yet' }))
+})
+
+export const AckBodySchema = Type.Object({
+  ids: Type.Array(Uuid, { minItems: 1, maxItems: 1000 })
+})
+export type AckBody = Static<typeof AckBodySchema>
+
+export const AckResponseSchema = Type.Object({
+  success: Type.Literal(true),
+  acked: Type.Integer({ description: 'Messages newly acknowledged' })
+})

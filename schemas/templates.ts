@@ -10,3 +10,16 @@ export const TemplateSchema = Type.Object({
   createdAt: IsoDate
 }, { $id: 'Template', title: 'Template' })
 export type Template = Static<typeof TemplateSchema>
+
+export const CreateTemplateBodySchema = Type.Object({
+  name: Type.String({ minLength: 1, maxLength: 200 }),
+  // MAX_CONTENT_BYTES (UTF-8 bytes) is checked by the route and answers 413.
+  content: Type.String({ minLength: 1, description: 'Text with {{placeholders}}; at most MAX_CONTENT_BYTES bytes of UTF-8' })
+})
+export type CreateTemplateBody = Static<typeof CreateTemplateBodySchema>
+
+export const TemplateParamsSchema = Type.Object({ id: Uuid })
+
+export const TemplateResponseSchema = Type.Object({ success: Type.Literal(true), template: TemplateSchema })
+export const TemplateListResponseSchema = Type.Object({ success: Type.Literal(true), templates: Type.Array(TemplateSchema) })
+export const TemplateDeletedResponseSchema = Type.Object({ success: Type.Literal(true), id: Uuid })

@@ -1,4 +1,142 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { ApiError, badRequest, unauthorized } from '../../../lib/errors.js'
+import { renderTemplate } from '../../../plugins/app/messaging.js'
+import type { Caller } from '../../../plugins/app/auth.js'
+import { errors } from '../../../schemas/common.js'
+import type { SendResult } from '../../../schemas/messages.js'
+import {
+  AckBodySchema, AckResponseSchema, InboxQuerySchema, InboxResponseSchema, SendBulkBodySchema,
+  SendHeadersSchema, SendPrivateBodySchema, SendResponseSchema, SendTemplateBodySchema
+} from '../../../schemas/messages.js'
 
-const routes: FastifyPluginAsyncTypebox = async function () {}
+const UNAUTHORIZED = 'Unauthorized: Missing or invalid token'
+
+/** Inbox cursors are opaque to clients; today they wrap the message sequence number. */
+export const encodeCursor = (seq: number) => Buffer.from(`m${seq}`).toString('base64url')
+export function decodeCursor (cursor: string): number {
+  const match = /^m(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'))
+  if (!match || encodeCursor(Number(match[1])) !== cursor) throw badRequest('Invalid cursor: pass the nextCursor of a previous page')
+  return Number(match[1])
+}
+
+function callerOf (request: FastifyRequest): Caller {
+  if (!request.caller) throw unauthorized(UNAUTHORIZED)
+  return request.caller
+}
+
+function sent (reply: FastifyReply, result: SendResult) {
+  if (result.replayed) reply.header('idempotent-replayed', 'true')
+  return { success: true as const, count: result.count, messages: result.messages }
+}
+
+const routes: FastifyPluginAsyncTypebox = async function (fastify) {
+  const { messaging, store } = fastify
+  const sender = fastify.authenticate({ kinds: ['api'], message: UNAUTHORIZED })
+  const reader = fastify.authenticate({ kinds: ['access', 'api'], message: UNAUTHORIZED })
+  const sendResponses = { 200: SendResponseSchema, ...errors(400, 401, 413, 415, 422, 429, 500, 503) }
+
+  fastify.post('/send-template', {
+    onRequest: sender,
+    schema: {
+      summary: 'Send a stored template, with its placeholders filled, to many recipients',
+      tags: ['messages'],
+      security: [{ bearer: [] }],
+      headers: SendHeadersSchema,
+      body: SendTemplateBodySchema,
+      response: { ...sendResponses, ...errors(404) }
+    }
+  }, async function sendTemplate (request, reply) {
+    const caller = callerOf(request)
+    const { templateId, recipientIds, placeholders } = request.body
+    const template = await store.getTemplate({ organizationId: caller.user.organizationId, ownerId: caller.user.id }, templateId)
+    if (!template) throw new ApiError(404, 'TEMPLATE_NOT_FOUND', 'Template not found')
+    const result = await messaging.send({
+      caller,
+      recipientIds,
+      content: renderTemplate(template.content, placeholders),
+      templateId,
+      idempotencyKey: request.headers['idempotency-key'] ?? null,
+      request: { route: 'send-template', body: request.body }
+    })
+    return sent(reply, result)
+  })
+
+  fastify.post('/send-bulk', {
+    onRequest: sender,
+    schema: {
+      summary: 'Send one message to many recipients',
+      tags: ['messages'],
+      security: [{ bearer: [] }],
+      headers: SendHeadersSchema,
+      body: SendBulkBodySchema,
+      response: sendResponses
+    }
+  }, async function sendBulk (request, reply) {
+    const { recipientIds, content } = request.body
+    const result = await messaging.send({
+      caller: callerOf(request),
+      recipientIds,
+      content,
+      idempotencyKey: request.headers['idempotency-key'] ?? null,
+      request: { route: 'send-bulk', body: request.body }
+    })
+    return sent(reply, result)
+  })
+
+  fastify.post('/send-private', {
+    onRequest: sender,
+    schema: {
+      summary: 'Send one message to one recipient',
+      tags: ['messages'],
+      security: [{ bearer: [] }],
+      headers: SendHeadersSchema,
+      body: SendPrivateBodySchema,
+      response: sendResponses
+    }
+  }, async function sendPrivate (request, reply) {
+    const { recipientId, content } = request.body
+    const result = await messaging.send({
+      caller: callerOf(request),
+      recipientIds: [recipientId],
+      content,
+      idempotencyKey: request.headers['idempotency-key'] ?? null,
+      request: { route: 'send-private', body: request.body }
+    })
+    return sent(reply, result)
+  })
+
+  fastify.get('/inbox', {
+    onRequest: reader,
+    schema: {
+      summary: "The caller's messages, oldest first, acknowledged or not (for clients without a socket)",
+      tags: ['messages'],
+      security: [{ bearer: [] }],
+      querystring: InboxQuerySchema,
+      response: { 200: InboxResponseSchema, ...errors(400, 401, 429, 500, 503) }
+    }
+  }, async function inbox (request, reply) {
+    const { after, limit } = request.query
+    reply.header('cache-control', 'no-store')
+    const afterSeq = after === undefined ? 0 : decodeCursor(after)
+    const messages = await store.inbox(callerOf(request).user.id, afterSeq, limit)
+    const last = messages.at(-1)
+    return { success: true as const, messages, nextCursor: last ? encodeCursor(last.seq) : after ?? null }
+  })
+
+  fastify.post('/ack', {
+    onRequest: reader,
+    schema: {
+      summary: 'Acknowledge received messages; acknowledged messages are not replayed on a socket',
+      tags: ['messages'],
+      security: [{ bearer: [] }],
+      body: AckBodySchema,
+      response: { 200: AckResponseSchema, ...errors(400, 401, 413, 415, 429, 500, 503) }
+    }
+  }, async function ack (request) {
+    const acked = await store.ack(callerOf(request).user.id, [...new Set(request.body.ids)])
+    return { success: true as const, acked }
+  })
+}
+
 export default routes

@@ -1,4 +1,79 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyRequest } from 'fastify'
+import { ApiError, unauthorized } from '../../../lib/errors.js'
+import { assertContentSize } from '../../../plugins/app/messaging.js'
+import type { TemplateScope } from '../../../plugins/app/supabase/store.js'
+import { errors } from '../../../schemas/common.js'
+import {
+  CreateTemplateBodySchema, TemplateDeletedResponseSchema, TemplateListResponseSchema, TemplateParamsSchema, TemplateResponseSchema
+} from '../../../schemas/templates.js'
 
-const routes: FastifyPluginAsyncTypebox = async function () {}
+/** Templates belong to the caller's organization, or to the caller alone when they have none. */
+function scopeOf (request: FastifyRequest): TemplateScope {
+  if (!request.caller) throw unauthorized()
+  return { organizationId: request.caller.user.organizationId, ownerId: request.caller.user.id }
+}
+
+// Another organization's template is as absent as one that never existed.
+const templateNotFound = () => new ApiError(404, 'TEMPLATE_NOT_FOUND', 'Template not found')
+
+const routes: FastifyPluginAsyncTypebox = async function (fastify) {
+  const { store, config } = fastify
+  fastify.addHook('onRequest', fastify.authenticate({ kinds: ['api', 'access'], message: 'Unauthorized: Missing or invalid token' }))
+
+  fastify.post('/', {
+    schema: {
+      summary: 'Create a message template; {{placeholders}} are filled at send time',
+      tags: ['templates'],
+      security: [{ bearer: [] }],
+      body: CreateTemplateBodySchema,
+      response: { 201: TemplateResponseSchema, ...errors(400, 401, 413, 415, 429, 500, 503) }
+    }
+  }, async function createTemplate (request, reply) {
+    const { name, content } = request.body
+    assertContentSize(content, config.MAX_CONTENT_BYTES)
+    const template = await store.createTemplate(scopeOf(request), { name, content })
+    return reply.code(201).send({ success: true, template })
+  })
+
+  fastify.get('/', {
+    schema: {
+      summary: "The organization's templates, oldest first",
+      tags: ['templates'],
+      security: [{ bearer: [] }],
+      response: { 200: TemplateListResponseSchema, ...errors(401, 429, 500, 503) }
+    }
+  }, async function listTemplates (request) {
+    return { success: true as const, templates: await store.listTemplates(scopeOf(request)) }
+  })
+
+  fastify.get('/:id', {
+    schema: {
+      summary: 'One template',
+      tags: ['templates'],
+      security: [{ bearer: [] }],
+      params: TemplateParamsSchema,
+      response: { 200: TemplateResponseSchema, ...errors(400, 401, 404, 429, 500, 503) }
+    }
+  }, async function getTemplate (request) {
+    const template = await store.getTemplate(scopeOf(request), request.params.id)
+    if (!template) throw templateNotFound()
+    return { success: true as const, template }
+  })
+
+  fastify.delete('/:id', {
+    schema: {
+      summary: 'Delete a template',
+      tags: ['templates'],
+      security: [{ bearer: [] }],
+      params: TemplateParamsSchema,
+      response: { 200: TemplateDeletedResponseSchema, ...errors(400, 401, 404, 429, 500, 503) }
+    }
+  }, async function deleteTemplate (request) {
+    const { id } = request.params
+    if (!(await store.deleteTemplate(scopeOf(request), id))) throw templateNotFound()
+    return { success: true as const, id }
+  })
+}
+
 export default routes

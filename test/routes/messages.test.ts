@@ -326,7 +326,6 @@ t.test('bad requests get a 400 envelope and store nothing', async t => {
     ['no content', 'send-bulk', { recipientIds: [user.id] }],
     ['empty content', 'send-private', { recipientId: user.id, content: '' }],
     ['a recipient id that is not an id', 'send-private', { recipientId: 'a b', content: 'x' }],
-    ['a template id that is not a uuid', 'send-template', { templateId: 'template123', recipientIds: [user.id] }],
     ['an empty Idempotency-Key', 'send-private', { recipientId: user.id, content: 'x' }, { 'idempotency-key': '' }],
     ['a 256-character Idempotency-Key', 'send-private', { recipientId: user.id, content: 'x' }, { 'idempotency-key': 'k'.repeat(256) }],
     ['a non-ASCII Idempotency-Key', 'send-private', { recipientId: user.id, content: 'x' }, { 'idempotency-key': 'clé' }]
@@ -339,6 +338,10 @@ t.test('bad requests get a 400 envelope and store nothing', async t => {
   t.equal((await post(app, 'send-private', token, { recipientId: user.id, content: 'x' }, { 'idempotency-key': 'k'.repeat(255) })).statusCode, 200,
     'a 255-character key is fine')
   t.equal((await app.store.inbox(user.id, 0, 10)).length, 1)
+
+  const unknownTemplate = await post(app, 'send-template', token, { templateId: 'template123', recipientIds: [user.id] })
+  t.equal(unknownTemplate.statusCode, 404, 'a template id that names no template, uuid or not, is a 404')
+  t.match(unknownTemplate.json(), { success: false, code: 'TEMPLATE_NOT_FOUND' })
 })
 
 t.test('a failed live delivery does not fail the send: the message stays stored', async t => {

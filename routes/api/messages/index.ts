@@ -11,6 +11,7 @@ import {
 } from '../../../schemas/messages.js'
 
 const UNAUTHORIZED = 'Unauthorized: Missing or invalid token'
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 /** Inbox cursors are opaque to clients; today they wrap the message sequence number. */
 export const encodeCursor = (seq: number) => Buffer.from(`m${seq}`).toString('base64url')
@@ -49,7 +50,9 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   }, async function sendTemplate (request, reply) {
     const caller = callerOf(request)
     const { templateId, recipientIds, placeholders } = request.body
-    const template = await store.getTemplate({ organizationId: caller.user.organizationId, ownerId: caller.user.id }, templateId)
+    const template = UUID.test(templateId)
+      ? await store.getTemplate({ organizationId: caller.user.organizationId, ownerId: caller.user.id }, templateId)
+      : null
     if (!template) throw new ApiError(404, 'TEMPLATE_NOT_FOUND', 'Template not found')
     const result = await messaging.send({
       caller,

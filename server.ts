@@ -1,22 +1,27 @@
 import Fastify from 'fastify'
 import closeWithGrace from 'close-with-grace'
 import app from './app.js'
-import { ConfigError, loadConfig } from './lib/config.js'
+import { ConfigError, loadConfig, type Config } from './lib/config.js'
+import { DataDirLockedError } from './lib/data-dir-lock.js'
 import { serverOptions } from './lib/server-options.js'
 
-let config
-try {
-  config = loadConfig()
-} catch (error) {
-  if (error instanceof ConfigError) {
+/** Problems an operator fixes: one clear line, no stack trace, exit 1. */
+function exitOnOperatorError (error: unknown): void {
+  if (error instanceof ConfigError || error instanceof DataDirLockedError) {
     process.stderr.write(error.message + '\n')
     process.exit(1)
   }
+}
+
+let config: Config
+try {
+  config = loadConfig()
+} catch (error) {
+  exitOnOperatorError(error)
   throw error
 }
 
 const server = Fastify(serverOptions(config))
-await server.register(app, { config })
 
 // On SIGTERM/SIGINT: stop accepting, close sockets with 1001 (clients reconnect elsewhere), then exit.
 closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS }, async ({ signal, err }) => {
@@ -26,8 +31,10 @@ closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS }, async ({ signal, err }) => {
 })
 
 try {
+  await server.register(app, { config })
   await server.listen({ port: config.PORT, host: config.HOST })
-} catch (err) {
-  server.log.error({ err }, 'failed to start')
+} catch (error) {
+  exitOnOperatorError(error)
+  server.log.error({ err: error }, 'failed to start')
   process.exit(1)
 }

@@ -4,6 +4,9 @@ import type { UserInput } from '../../schemas/users.js'
 /** Bad arguments: the CLI prints one line and exits with 2. */
 export class UsageError extends Error {}
 
+/** A failure the operator can act on (unknown user, unmigrated database): one line, exit 1. */
+export class CliError extends Error {}
+
 export type Command =
   | { name: 'help' }
   | { name: 'migrate' }
@@ -99,7 +102,7 @@ export function parseCommand (argv: string[]): Command {
       if (org !== undefined) user.organization_id = org
       const plan = text('plan', { max: 64 })
       if (plan !== undefined) user.plan_type = plan
-      const credits = text('credits', { max: 10 })
+      const credits = text('credits', { max: 20 })
       if (credits !== undefined) {
         if (!/^\d+$/.test(credits) || Number(credits) > MAX_CREDITS) throw new UsageError(`${name}: --credits must be a whole number from 0 to ${MAX_CREDITS}`)
         user.credits = Number(credits)

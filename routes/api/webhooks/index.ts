@@ -1,4 +1,133 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { TSchema } from '@sinclair/typebox'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import { Webhook, WebhookVerificationError } from 'svix'
+import { ApiError, badRequest, unauthorized } from '../../../lib/errors.js'
+import { errors } from '../../../schemas/common.js'
+import type { UserInput } from '../../../schemas/users.js'
+import {
+  ClerkDeletedUserSchema, ClerkEventSchema, ClerkUserSchema, SvixHeadersSchema, WebhookAckSchema,
+  type ClerkUser
+} from '../../../schemas/webhooks.js'
 
-const routes: FastifyPluginAsyncTypebox = async function () {}
+const MAX_CREDITS = 2147483647
+
+function checker<T extends TSchema> (schema: T) {
+  const compiled = TypeCompiler.Compile(schema)
+  /** The value typed by the schema, or a 400 naming the first mismatch. */
+  return (value: unknown, what: string) => {
+    if (compiled.Check(value)) return value
+    const first = compiled.Errors(value).First()
+    throw badRequest(`Not a valid ${what}`, first ? { path: first.path || '/', problem: first.message } : undefined)
+  }
+}
+const asEvent = checker(ClerkEventSchema)
+const asUser = checker(ClerkUserSchema)
+const asDeletedUser = checker(ClerkDeletedUserSchema)
+
+/** A svix verifier, or why there is none. An empty or garbled key would make signatures forgeable. */
+function verifier (secret: string | undefined): Webhook | string {
+  if (!secret) return 'Clerk webhooks are not configured: set CLERK_WEBHOOK_SECRET'
+  const key = secret.replace(/^whsec_/, '')
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(key) || Buffer.from(key, 'base64').length < 16) {
+    return 'CLERK_WEBHOOK_SECRET is not a valid signing secret (copy it from the Clerk dashboard)'
+  }
+  return new Webhook(secret)
+}
+
+/** `public_metadata` keys in snake_case, as the users table has them, or camelCase. */
+function metadata (meta: Record<string, unknown>, snake: string, camel: string): unknown {
+  return snake in meta ? meta[snake] : meta[camel]
+}
+
+/**
+ * The user row a Clerk user maps to. Role and plan come from `public_metadata`,
+ * which only Clerk's backend and dashboard can write (unlike `unsafe_metadata`).
+ */
+export function userInputFromClerk (user: ClerkUser): UserInput {
+  const emails = user.email_addresses ?? []
+  const primary = emails.find(e => e.id === user.primary_email_address_id) ?? emails[0]
+  const fullName = [user.first_name, user.last_name].map(s => s?.trim()).filter(Boolean).join(' ')
+  const meta = user.public_metadata ?? {}
+
+  const input: UserInput = {
+    clerk_id: user.id,
+    email: primary?.email_address ?? null,
+    name: fullName || user.username?.trim() || null,
+    role: meta.role === 'admin' ? 'admin' : 'user'
+  }
+  const org = metadata(meta, 'organization_id', 'organizationId')
+  if (org === null || (typeof org === 'string' && org !== '')) input.organization_id = org
+  const plan = metadata(meta, 'plan_type', 'planType')
+  if (typeof plan === 'string' && plan !== '') input.plan_type = plan
+  const credits = typeof meta.credits === 'string' && /^\d+$/.test(meta.credits) ? Number(meta.credits) : meta.credits
+  if (typeof credits === 'number' && Number.isInteger(credits) && credits >= 0 && credits <= MAX_CREDITS) input.credits = credits
+  return input
+}
+
+/**
+ * Clerk keeps the users table in sync through svix-signed webhooks. The signature
+ * covers the exact bytes sent, so this scope keeps the JSON body as a string and
+ * parses it only once the signature checks out. Clerk retries anything but a 2xx,
+ * so events we do not handle are acknowledged and ignored.
+ */
+const routes: FastifyPluginAsyncTypebox = async function (fastify) {
+  const { store, hub } = fastify
+  const webhook = verifier(fastify.config.CLERK_WEBHOOK_SECRET)
+  if (typeof webhook === 'string' && fastify.config.CLERK_WEBHOOK_SECRET) fastify.log.error(webhook)
+
+  fastify.removeContentTypeParser('application/json')
+  fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => { done(null, body) })
+
+  fastify.post('/clerk', {
+    schema: {
+      tags: ['webhooks'],
+      summary: 'Clerk user events (user.created, user.updated, user.deleted)',
+      description: 'Signed by svix with CLERK_WEBHOOK_SECRET. Other event types are acknowledged and ignored.',
+      headers: SvixHeadersSchema,
+      response: { 200: WebhookAckSchema, ...errors(400, 401, 409, 503) }
+    }
+  }, async (request) => {
+    if (typeof webhook === 'string') throw new ApiError(503, 'WEBHOOK_NOT_CONFIGURED', webhook)
+
+    const raw = typeof request.body === 'string' ? request.body : ''
+    let payload: unknown
+    try {
+      payload = webhook.verify(raw, {
+        'svix-id': request.headers['svix-id'] ?? '',
+        'svix-timestamp': request.headers['svix-timestamp'] ?? '',
+        'svix-signature': request.headers['svix-signature'] ?? ''
+      })
+    } catch (error) {
+      if (error instanceof WebhookVerificationError) throw unauthorized(`Invalid webhook signature: ${error.message}`)
+      if (error instanceof SyntaxError) throw new ApiError(400, 'INVALID_JSON', 'Request body is not valid JSON')
+      throw error
+    }
+
+    const event = asEvent(payload, 'Clerk event')
+    switch (event.type) {
+      case 'user.created':
+      case 'user.updated': {
+        const user = await store.upsertUser(userInputFromClerk(asUser(event.data, 'Clerk user')))
+        // Two deliveries creating the same Clerk user raced; Clerk retries this one.
+        if (!user) throw new ApiError(409, 'CONFLICT', 'The user changed concurrently, retry')
+        request.log.info({ event: event.type, userId: user.id, role: user.role }, 'user synced from Clerk')
+        return { success: true as const }
+      }
+      case 'user.deleted': {
+        const { id } = asDeletedUser(event.data, 'Clerk deleted user')
+        const deletedIds = await store.deleteUser({ clerkId: id })
+        // The user is gone either way; a retry would not find them, so a delivery failure is logged, not returned.
+        const closed = await Promise.allSettled(deletedIds.map(userId => hub.disconnectUser(userId, 4003, 'user removed')))
+        for (const result of closed) {
+          if (result.status === 'rejected') request.log.error({ err: result.reason }, 'could not close the sockets of a removed user')
+        }
+        request.log.info({ event: event.type, deletedIds }, 'user removed by Clerk')
+        return { success: true as const }
+      }
+      default:
+        return { success: true as const, ignored: true as const }
+    }
+  })
+}
 export default routes

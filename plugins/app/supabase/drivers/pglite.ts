@@ -1,12 +1,15 @@
-import { PGlite } from '@electric-sql/pglite'
-import { callStatement, type RpcDriver } from '../driver.js'
+import { PGlite, type Transaction } from '@electric-sql/pglite'
+import { callStatement, type RpcDriver, type SqlAccess } from '../driver.js'
+import { lockDataDir } from '../../../../lib/data-dir-lock.js'
 
 /**
  * Embedded Postgres (WASM) in this process; data under DATA_DIR, or in memory.
  * `loadDataDir` starts from a dump (tests reuse one migrated database this way).
  */
-export async function createPgliteDriver (dataDir: string | null, loadDataDir?: Blob): Promise<RpcDriver & { dump (): Promise<Blob> }> {
-  const db = await PGlite.create({ dataDir: dataDir ?? undefined, loadDataDir })
+export async function createPgliteDriver (dataDir: string | null, loadDataDir?: Blob): Promise<RpcDriver & { sql: SqlAccess, dump (): Promise<Blob> }> {
+  // Two processes on one data directory corrupt it: the second one is refused.
+  const lock = dataDir ? lockDataDir(dataDir) : null
+  const db = await PGlite.create({ dataDir: dataDir ?? undefined, loadDataDir }).catch((error: unknown) => { lock?.release(); throw error })
   let closed = false
   return {
     kind: 'pglite',
@@ -18,16 +21,28 @@ export async function createPgliteDriver (dataDir: string | null, loadDataDir?: 
     },
     sql: {
       async exec (script) { await db.exec(script) },
-      async query<T> (text: string, values: unknown[] = []) { return (await db.query<T>(text, values)).rows }
+      async query<T> (text: string, values: unknown[] = []) { return (await db.query<T>(text, values)).rows },
+      async transaction (fn) { return await db.transaction(async tx => await fn(transactionAccess(tx))) }
     },
-    isUnavailable: (error) => error instanceof PgliteClosedError || (error instanceof Error && /closed/i.test(error.message)),
+    isUnavailable: (error) => error instanceof PgliteClosedError || (error instanceof Error && /^PGlite is clos(ed|ing)$/.test(error.message)),
     async dump () { return await db.dumpDataDir('none') },
     async close () {
       if (closed) return
       closed = true
       await db.close()
+      lock?.release()
     }
   }
+}
+
+function transactionAccess (tx: Transaction): SqlAccess {
+  const access: SqlAccess = {
+    async exec (script) { await tx.exec(script) },
+    async query<T> (text: string, values: unknown[] = []) { return (await tx.query<T>(text, values)).rows },
+    // Already inside a transaction: nested work joins it.
+    async transaction (fn) { return await fn(access) }
+  }
+  return access
 }
 
 class PgliteClosedError extends Error {

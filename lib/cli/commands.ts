@@ -1,0 +1,96 @@
+import { randomUUID } from 'node:crypto'
+import Fastify from 'fastify'
+import type { Config } from '../config.js'
+import env from '../../plugins/external/env.js'
+import jwt from '../../plugins/external/jwt.js'
+import tokens from '../../plugins/app/tokens.js'
+import { createDriver } from '../../plugins/app/supabase/index.js'
+import { migrate, pendingMigrations } from '../../plugins/app/supabase/migrate.js'
+import { Store } from '../../plugins/app/supabase/store.js'
+import type { RpcDriver, SqlAccess } from '../../plugins/app/supabase/driver.js'
+import type { User } from '../../schemas/users.js'
+import { CliError, type Command } from './args.js'
+import type { Io } from './run.js'
+
+const json = (value: unknown) => JSON.stringify(value, null, 2) + '\n'
+
+/** Runs a parsed command against the configured store; the store is closed whatever happens. */
+export async function execute (command: Exclude<Command, { name: 'help' }>, config: Config, io: Io): Promise<void> {
+  if (command.name === 'migrate' && config.store.kind === 'supabase') {
+    throw new CliError('migrations need a Postgres connection: set DATABASE_URL to the Supabase project\'s Postgres connection string (and unset SUPABASE_URL for this command), or run `supabase db push`')
+  }
+  const driver = await createDriver(config.store, config.STORE_TIMEOUT_MS)
+  try {
+    if (command.name === 'migrate') {
+      const applied = await migrate(driver.sql as SqlAccess)
+      io.out(applied.length > 0 ? applied.map(v => `applied migration ${v}\n`).join('') : 'database schema is up to date\n')
+      return
+    }
+    await ensureSchema(driver)
+    const store = new Store(driver, config.STORE_TIMEOUT_MS)
+    switch (command.name) {
+      case 'users add': {
+        const user = await store.upsertUser(command.user)
+        if (!user) throw new CliError(`clerk id "${command.user.clerk_id}" already belongs to another user`)
+        io.out(json(user))
+        return
+      }
+      case 'users list': {
+        if (!driver.sql) throw new CliError('users list needs DATABASE_URL or the embedded store')
+        const rows = await driver.sql.query<{ user: User }>('select gatehouse_user_json(u) as "user" from users u order by u.created_at, u.id')
+        io.out(json(rows.map(r => r.user)))
+        return
+      }
+      case 'tokens mint': {
+        const tokenId = randomUUID()
+        const created = await store.createApiToken({
+          id: tokenId,
+          userId: command.userId,
+          createdBy: null,
+          name: command.label,
+          expiresAt: command.expiresAt?.toISOString() ?? null
+        })
+        if (!created) throw new CliError(`user not found: ${command.userId}`)
+        io.out(await signApiToken(config, tokenId, command.userId, command.expiresAt) + '\n')
+        return
+      }
+      case 'tokens list': {
+        if (command.userId && !(await store.getUser(command.userId))) throw new CliError(`user not found: ${command.userId}`)
+        io.out(json(await store.listApiTokens(command.userId)))
+        return
+      }
+      case 'tokens revoke': {
+        const token = await store.revokeApiToken(command.tokenId)
+        if (!token) throw new CliError(`token not found: ${command.tokenId}`)
+        io.out(json(token))
+      }
+    }
+  } finally {
+    await driver.close()
+  }
+}
+
+/** The embedded store migrates itself, as the server does; a server database must be migrated first. */
+async function ensureSchema (driver: RpcDriver): Promise<void> {
+  if (!driver.sql) return
+  if (driver.kind === 'pglite') {
+    await migrate(driver.sql)
+    return
+  }
+  const pending = await pendingMigrations(driver.sql)
+  if (pending.length > 0) throw new CliError(`the database has unapplied migrations (${pending.join(', ')}): run \`npm run cli -- migrate\` first`)
+}
+
+/** Signs with the server's own token plugins, so the token is exactly what POST /api/admin/tokens returns. */
+async function signApiToken (config: Config, tokenId: string, userId: string, expiresAt: Date | null): Promise<string> {
+  const app = Fastify({ logger: false })
+  try {
+    await app.register(env, { config })
+    await app.register(jwt)
+    await app.register(tokens)
+    await app.ready()
+    return app.tokens.issueApi(tokenId, userId, expiresAt)
+  } finally {
+    await app.close()
+  }
+}

@@ -1,0 +1,47 @@
+import { Type, type Static } from '@sinclair/typebox'
+import { Nullable } from './common.js'
+
+/** The svix signature headers Clerk sends with every delivery. */
+export const SvixHeadersSchema = Type.Object({
+  'svix-id': Type.Optional(Type.String()),
+  'svix-timestamp': Type.Optional(Type.String({ description: 'Seconds since epoch; deliveries older than 5 minutes are refused' })),
+  'svix-signature': Type.Optional(Type.String({ description: 'Space-separated `v1,<base64 HMAC-SHA256>` signatures' }))
+})
+
+/** The envelope of every Clerk webhook event; `data` depends on `type`. */
+export const ClerkEventSchema = Type.Object({
+  type: Type.String({ minLength: 1 }),
+  object: Type.Optional(Type.String()),
+  data: Type.Record(Type.String(), Type.Unknown()),
+  timestamp: Type.Optional(Type.Number()),
+  instance_id: Type.Optional(Type.String())
+})
+export type ClerkEvent = Static<typeof ClerkEventSchema>
+
+/** The fields of Clerk's UserJSON that gatehouse keeps (`user.created`, `user.updated`). */
+export const ClerkUserSchema = Type.Object({
+  id: Type.String({ minLength: 1, maxLength: 128 }),
+  username: Type.Optional(Nullable(Type.String())),
+  first_name: Type.Optional(Nullable(Type.String())),
+  last_name: Type.Optional(Nullable(Type.String())),
+  primary_email_address_id: Type.Optional(Nullable(Type.String())),
+  email_addresses: Type.Optional(Type.Array(Type.Object({
+    id: Type.String(),
+    email_address: Type.String()
+  }))),
+  public_metadata: Type.Optional(Nullable(Type.Record(Type.String(), Type.Unknown())))
+})
+export type ClerkUser = Static<typeof ClerkUserSchema>
+
+/** Clerk's DeletedObjectJSON (`user.deleted`). */
+export const ClerkDeletedUserSchema = Type.Object({
+  id: Type.String({ minLength: 1, maxLength: 128 }),
+  deleted: Type.Optional(Type.Boolean())
+})
+export type ClerkDeletedUser = Static<typeof ClerkDeletedUserSchema>
+
+export const WebhookAckSchema = Type.Object({
+  success: Type.Literal(true),
+  ignored: Type.Optional(Type.Literal(true, { description: 'The event type is not one gatehouse handles' }))
+})
+export type WebhookAck = Static<typeof WebhookAckSchema>

@@ -35,7 +35,8 @@ const sentIds = (res: LightMyRequestResponse) => (res.json().messages as Array<{
 
 for (const backend of testBackends()) {
   t.test(`sending on the ${backend.name} store`, { skip: backend.skip }, async t => {
-    const driver = await backend.driver(t)
+    // `sql` reaches the backend's own database, Supabase's included, to arrange what no route can.
+    const { driver, sql } = await backend.open(t)
     const app = await buildApp(t, { driver })
     const published = recordPublishes(app)
 
@@ -186,11 +187,11 @@ for (const backend of testBackends()) {
       t.equal((await inboxOf(app, user)).length, 1)
     })
 
-    t.test('Idempotency-Key: a key is remembered for 24 hours', { skip: driver.sql ? false : `the ${backend.name} driver has no direct SQL to age a key with` }, async t => {
+    t.test('Idempotency-Key: a key is remembered for 24 hours', async t => {
       const { user, token } = await sender(app)
       const key = { 'idempotency-key': randomUUID() }
       t.equal((await post(app, 'send-private', token, { recipientId: user.id, content: 'monday' }, key)).statusCode, 200)
-      await driver.sql!.query("update idempotency_keys set created_at = now() - interval '25 hours' where caller_id = $1", [user.id])
+      await sql.query("update idempotency_keys set created_at = now() - interval '25 hours' where caller_id = $1", [user.id])
       const later = await post(app, 'send-private', token, { recipientId: user.id, content: 'tuesday' }, key)
       t.equal(later.statusCode, 200, 'an expired key starts afresh')
       t.notOk(later.headers['idempotent-replayed'])
@@ -205,10 +206,10 @@ for (const backend of testBackends()) {
       t.equal(ok.statusCode, 200)
     })
 
-    t.test('a send to 10,000 recipients succeeds', { skip: driver.sql ? false : `the ${backend.name} driver has no direct SQL to create users with` }, async t => {
+    t.test('a send to 10,000 recipients succeeds', async t => {
       const { user, token } = await sender(app)
       const prefix = `bulk_${randomUUID()}_`
-      await driver.sql!.query('insert into users (id, organization_id) select $1 || g, $2 from generate_series(1, 10000) g', [prefix, user.organizationId])
+      await sql.query('insert into users (id, organization_id) select $1 || g, $2 from generate_series(1, 10000) g', [prefix, user.organizationId])
       const recipientIds = Array.from({ length: 10000 }, (_, i) => `${prefix}${i + 1}`)
       published.length = 0
 

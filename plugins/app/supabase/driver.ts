@@ -16,6 +16,8 @@ export interface SqlAccess {
   /** Runs a script of several statements. */
   exec (script: string): Promise<void>
   query<T = Record<string, unknown>> (text: string, values?: unknown[]): Promise<T[]>
+  /** Runs `fn` in one transaction on one connection; commits when it resolves, rolls back when it throws. */
+  transaction<T> (fn: (tx: SqlAccess) => Promise<T>): Promise<T>
 }
 
 export const FUNCTION_NAME = /^gatehouse_[a-z_]+$/

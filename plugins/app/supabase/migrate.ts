@@ -10,27 +10,34 @@ export async function listMigrations (dir = migrationsDir): Promise<Migration[]>
   return files.map(file => ({ version: file.split('_')[0], file: join(dir, file) }))
 }
 
+/** The advisory lock migrators take; exported for tests. */
+export const LOCK_KEY = 727274
+
 /**
- * Applies the migrations not yet recorded, each in its own transaction under an
- * advisory lock. Two processes migrating at once may both run a script, one after
- * the other, so scripts are written to be re-runnable (`if not exists`, `or replace`).
- * Returns the versions applied.
+ * Applies the migrations not yet recorded, each in its own transaction. The
+ * transaction first takes an advisory lock and then checks the record again, so
+ * two processes migrating at once apply each script exactly once: the second
+ * waits for the first and then finds it done. Returns the versions applied.
  */
 export async function migrate (sql: SqlAccess, dir = migrationsDir): Promise<string[]> {
-  await sql.exec(`create table if not exists gatehouse_schema_migrations (
-    version text primary key, applied_at timestamptz not null default now())`)
   const applied: string[] = []
   for (const migration of await listMigrations(dir)) {
     const script = await readFile(migration.file, 'utf8')
-    const version = migration.version.replace(/[^0-9]/g, '')
-    const done = await sql.query<{ version: string }>('select version from gatehouse_schema_migrations where version = $1', [version])
-    if (done.length > 0) continue
-    await sql.exec(`begin;
-      select pg_advisory_xact_lock(727274);
-      ${script}
-      ;insert into gatehouse_schema_migrations (version) values ('${version}') on conflict do nothing;
-      commit;`)
-    applied.push(version)
+    const ran = await sql.transaction(async tx => {
+      // The service's statement timeout is for requests; a migration may wait for another
+      // migrator or rewrite a large table.
+      await tx.exec('set local statement_timeout = 0')
+      await tx.query('select pg_advisory_xact_lock($1)', [LOCK_KEY])
+      // Created under the lock: concurrent `create table if not exists` can collide.
+      await tx.exec(`create table if not exists gatehouse_schema_migrations (
+        version text primary key, applied_at timestamptz not null default now())`)
+      const done = await tx.query('select 1 from gatehouse_schema_migrations where version = $1', [migration.version])
+      if (done.length > 0) return false
+      await tx.exec(script)
+      await tx.query('insert into gatehouse_schema_migrations (version) values ($1)', [migration.version])
+      return true
+    })
+    if (ran) applied.push(migration.version)
   }
   return applied
 }

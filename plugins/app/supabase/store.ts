@@ -17,7 +17,7 @@ export class Store {
   private async call<T> (fn: string, args: Record<string, unknown> = {}): Promise<T> {
     const signal = AbortSignal.timeout(this.timeoutMs)
     try {
-      return await this.driver.call(fn, args, signal) as T
+      return await untilAborted(this.driver.call(fn, args, signal), signal) as T
     } catch (error) {
       if (signal.aborted || this.driver.isUnavailable(error)) throw new DependencyUnavailableError('Storage', error)
       throw error
@@ -108,3 +108,12 @@ export class Store {
 }
 
 export interface TemplateScope { organizationId: string | null, ownerId: string }
+
+/** Settles with `work`, or rejects when `signal` aborts first: a driver that ignores the signal cannot hold a caller past the timeout. */
+function untilAborted<T> (work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, { once: true })
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
+}

@@ -1,6 +1,22 @@
 import { createClient } from '@supabase/supabase-js'
 import WebSocket from 'ws'
-import { type RpcDriver } from '../driver.js'
+import { isUnavailableSqlState, type RpcDriver } from '../driver.js'
+
+/** An error answered by PostgREST (or the gateway before it), or a request that got no answer. */
+export class SupabaseRpcError extends Error {
+  constructor (
+    message: string,
+    /** SQLSTATE, a PGRST code, or '' when there was no usable answer. */
+    public readonly code: string,
+    /** HTTP status; 0 when the request never got a response (refused, reset, aborted). */
+    public readonly status: number,
+    public readonly details: string | null,
+    public readonly hint: string | null
+  ) {
+    super(message)
+    this.name = 'SupabaseRpcError'
+  }
+}
 
 /**
  * Supabase through supabase-js. Every operation is a `supabase.rpc()` of a function
@@ -15,15 +31,17 @@ export function createSupabaseDriver (url: string, serviceRoleKey: string): RpcD
   return {
     kind: 'supabase',
     async call (fn, args, signal) {
-      const { data, error } = await client.rpc(fn, args).abortSignal(signal)
-      if (error) throw Object.assign(new Error(error.message), { code: error.code, details: error.details, hint: error.hint, supabase: true })
+      // JSON drops undefined keys, and PostgREST matches functions by argument names: send null.
+      const named = Object.fromEntries(Object.entries(args).map(([name, value]) => [name, value ?? null]))
+      const { data, error, status } = await client.rpc(fn, named).abortSignal(signal)
+      if (error) throw new SupabaseRpcError(error.message, error.code ?? '', status, error.details ?? null, error.hint ?? null)
       return data ?? null
     },
     isUnavailable (error) {
-      const err = error as { code?: unknown, message?: string }
-      // supabase-js reports network failures (fetch failed, refused, aborted) with an empty code.
-      if (err?.code === '' || err?.code === undefined) return true
-      return /^(08|53|57|PGRST00)/.test(String(err.code)) || String(err.code) === '503'
+      if (!(error instanceof SupabaseRpcError)) return false
+      // supabase-js turns network failures (refused, reset, DNS, aborted) into status 0 with an empty code.
+      if (error.status === 0 || error.status === 502 || error.status === 503 || error.status === 504) return true
+      return isUnavailableSqlState(error.code)
     },
     async close () { await client.removeAllChannels() }
   }

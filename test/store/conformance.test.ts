@@ -1,0 +1,320 @@
+import { randomUUID } from 'node:crypto'
+import t from 'tap'
+import { DependencyUnavailableError } from '../../lib/errors.js'
+import { Store } from '../../plugins/app/supabase/store.js'
+import type { SendInput, SendResult } from '../../schemas/messages.js'
+import type { User, UserInput } from '../../schemas/users.js'
+import { testBackends } from '../helpers/backends.js'
+
+// One contract, every backend: the same assertions must hold on each of them,
+// down to the exact timestamp strings.
+const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+for (const backend of testBackends()) {
+  t.test(`the store on ${backend.name}`, { skip: backend.skip }, async t => {
+    const { driver, sql } = await backend.open(t)
+    const store = new Store(driver, 30_000)
+    t.equal(store.backend, backend.name)
+
+    let users = 0
+    async function user (input: UserInput = {}): Promise<User> {
+      const created = await store.upsertUser({ id: `user_${++users}`, organization_id: 'org_a', ...input })
+      if (!created) throw new Error('unexpected clerk_id conflict')
+      return created
+    }
+
+    async function sent (input: SendInput): Promise<SendResult> {
+      const outcome = await store.send(input)
+      if (!outcome.ok) throw new Error(`send refused: ${outcome.error}`)
+      return outcome.result
+    }
+
+    const sendFrom = (sender: User): SendInput => ({
+      senderId: sender.id,
+      senderOrganizationId: sender.organizationId,
+      senderIsAdmin: sender.role === 'admin',
+      recipientIds: [],
+      content: 'hello',
+      templateId: null,
+      idempotencyKey: null,
+      requestHash: null
+    })
+
+    t.test('answers a health check', async t => {
+      await t.resolves(store.ping())
+    })
+
+    t.test('creates, reads and updates users; absent keys keep their value', async t => {
+      const created = await store.upsertUser({ id: 'alice', clerk_id: 'clerk_alice', email: 'alice@example.com', name: 'Alice', organization_id: 'org_a' })
+      t.match(created, {
+        id: 'alice',
+        clerkId: 'clerk_alice',
+        email: 'alice@example.com',
+        name: 'Alice',
+        planType: 'free',
+        credits: 0,
+        organizationId: 'org_a',
+        role: 'user',
+        createdAt: ISO,
+        updatedAt: ISO
+      })
+      t.same(await store.getUser('alice'), created)
+      t.same(await store.getUserByClerkId('clerk_alice'), created)
+      t.equal(await store.getUser('nobody'), null)
+      t.equal(await store.getUserByClerkId('clerk_nobody'), null)
+
+      const updated = await store.upsertUser({ id: 'alice', name: 'Alice B', credits: 5, plan_type: 'pro', role: 'admin' })
+      t.same(updated, { ...created, name: 'Alice B', credits: 5, planType: 'pro', role: 'admin', updatedAt: updated?.updatedAt })
+      t.ok(updated!.updatedAt >= created!.updatedAt, 'updatedAt moves forward')
+
+      const cleared = await store.upsertUser({ id: 'alice', email: null, organization_id: null })
+      t.match(cleared, { email: null, organizationId: null, name: 'Alice B', clerkId: 'clerk_alice', role: 'admin' })
+      t.same(await store.getUser('alice'), cleared)
+    })
+
+    t.test('finds a user by clerk id when no id is given', async t => {
+      const first = await store.upsertUser({ clerk_id: 'clerk_bob', email: 'bob@example.com' })
+      t.match(first, { id: UUID, clerkId: 'clerk_bob', email: 'bob@example.com', name: null })
+      const again = await store.upsertUser({ clerk_id: 'clerk_bob', name: 'Bob' })
+      t.match(again, { id: first!.id, email: 'bob@example.com', name: 'Bob' })
+    })
+
+    t.test('a clerk id belongs to one user only', async t => {
+      await user({ id: 'carol', clerk_id: 'clerk_carol' })
+      t.equal(await store.upsertUser({ id: 'dave', clerk_id: 'clerk_carol' }), null, 'a new user cannot take it')
+      t.equal(await store.getUser('dave'), null, 'and is not created')
+
+      const dave = await user({ id: 'dave', clerk_id: 'clerk_dave', name: 'Dave' })
+      t.equal(await store.upsertUser({ id: 'dave', clerk_id: 'clerk_carol', name: 'Carol?' }), null, 'an existing user cannot take it')
+      t.same(await store.getUser('dave'), dave, 'and is unchanged')
+      t.equal((await store.getUserByClerkId('clerk_carol'))?.id, 'carol')
+    })
+
+    t.test('deleting a user removes their tokens, templates and inbox', async t => {
+      const doomed = await user({ clerk_id: 'clerk_doomed' })
+      const other = await user()
+      const tokenId = randomUUID()
+      await store.createApiToken({ id: tokenId, userId: doomed.id, createdBy: null, name: null, expiresAt: null })
+      await store.createTemplate({ organizationId: null, ownerId: doomed.id }, { name: 'mine', content: 'x' })
+      await sent({ ...sendFrom(other), recipientIds: [doomed.id, other.id] })
+
+      t.same(await store.deleteUser({ clerkId: 'clerk_doomed' }), [doomed.id])
+      t.equal(await store.getUser(doomed.id), null)
+      t.equal(await store.authenticateApiToken(tokenId), null)
+      t.same(await store.listTemplates({ organizationId: null, ownerId: doomed.id }), [])
+      t.same(await store.inbox(doomed.id, 0, 10), [])
+      t.equal((await store.inbox(other.id, 0, 10)).length, 1, 'other recipients keep the message')
+
+      t.same(await store.deleteUser({ id: other.id }), [other.id])
+      t.same(await store.deleteUser({ id: other.id }), [], 'deleting again deletes nothing')
+      t.same(await store.deleteUser({ clerkId: 'clerk_nobody' }), [])
+    })
+
+    t.test('API tokens: create, authenticate, list, revoke', async t => {
+      const admin = await user({ role: 'admin', name: 'Admin' })
+      const owner = await user({ name: 'Owner' })
+      t.equal(await store.createApiToken({ id: randomUUID(), userId: 'nobody', createdBy: admin.id, name: null, expiresAt: null }), null, 'unknown user')
+
+      const firstId = randomUUID()
+      const created = await store.createApiToken({ id: firstId, userId: owner.id, createdBy: admin.id, name: 'ci', expiresAt: '2030-01-02T03:04:05.678+02:00' })
+      t.same(created?.user, owner)
+      t.same(created?.token, {
+        id: firstId,
+        userId: owner.id,
+        createdBy: admin.id,
+        name: 'ci',
+        expiresAt: '2030-01-02T01:04:05.678Z',
+        revokedAt: null,
+        lastUsedAt: null,
+        createdAt: created?.token.createdAt
+      })
+      t.match(created?.token.createdAt, ISO)
+
+      const authenticated = await store.authenticateApiToken(firstId)
+      t.same(authenticated?.user, owner)
+      t.match(authenticated?.token, { id: firstId, lastUsedAt: ISO, revokedAt: null, expiresAt: '2030-01-02T01:04:05.678Z' })
+      t.equal(await store.authenticateApiToken(randomUUID()), null, 'unknown token')
+
+      const secondId = randomUUID()
+      await store.createApiToken({ id: secondId, userId: owner.id, createdBy: null, name: null, expiresAt: null })
+      const listed = await store.listApiTokens(owner.id)
+      t.same(listed.map(token => token.id), [secondId, firstId], 'newest first')
+      t.same(listed[1], authenticated?.token)
+      t.same(await store.listApiTokens(admin.id), [])
+      const all = (await store.listApiTokens(null)).map(token => token.id)
+      t.ok(all.includes(firstId) && all.includes(secondId), 'every user when no user is given')
+
+      const revoked = await store.revokeApiToken(firstId)
+      t.match(revoked, { id: firstId, revokedAt: ISO })
+      const again = await store.revokeApiToken(firstId)
+      t.equal(again?.revokedAt, revoked?.revokedAt, 'revoking twice keeps the first time')
+      t.equal(await store.revokeApiToken(randomUUID()), null, 'unknown token')
+      t.equal((await store.authenticateApiToken(firstId))?.token.revokedAt, revoked?.revokedAt, 'a revoked token is reported as revoked')
+      t.equal((await store.authenticateApiToken(secondId))?.token.revokedAt, null, 'other tokens stay valid')
+    })
+
+    t.test('templates are scoped by organization, or by owner when there is none', async t => {
+      const a1 = await user({ organization_id: 'org_t' })
+      const a2 = await user({ organization_id: 'org_t' })
+      const b = await user({ organization_id: 'org_u' })
+      const solo = await user({ organization_id: null })
+      const solo2 = await user({ organization_id: null })
+      const orgT = { organizationId: 'org_t', ownerId: a1.id }
+
+      const shared = await store.createTemplate(orgT, { name: 'hello', content: 'Hi {{name}}' })
+      t.same(shared, { id: shared.id, name: 'hello', content: 'Hi {{name}}', organizationId: 'org_t', ownerId: a1.id, createdAt: shared.createdAt })
+      t.match(shared, { id: UUID, createdAt: ISO })
+      const second = await store.createTemplate(orgT, { name: 'bye', content: 'Bye' })
+
+      const colleague = { organizationId: 'org_t', ownerId: a2.id }
+      t.same(await store.listTemplates(colleague), [shared, second], 'the whole organization sees them, oldest first')
+      t.same(await store.getTemplate(colleague, shared.id), shared)
+      const stranger = { organizationId: 'org_u', ownerId: b.id }
+      t.same(await store.listTemplates(stranger), [])
+      t.equal(await store.getTemplate(stranger, shared.id), null)
+      t.equal(await store.deleteTemplate(stranger, shared.id), false)
+
+      const own = { organizationId: null, ownerId: solo.id }
+      const mine = await store.createTemplate(own, { name: 'private', content: 'just me' })
+      t.match(mine, { organizationId: null, ownerId: solo.id })
+      t.same(await store.listTemplates(own), [mine])
+      t.same(await store.listTemplates({ organizationId: null, ownerId: solo2.id }), [])
+      t.equal(await store.getTemplate({ organizationId: null, ownerId: solo2.id }, mine.id), null)
+      t.equal(await store.deleteTemplate({ organizationId: null, ownerId: solo2.id }, mine.id), false)
+      t.same(await store.listTemplates({ organizationId: 'org_t', ownerId: solo.id }), [shared, second], 'an organization does not see private templates')
+
+      t.equal(await store.deleteTemplate(colleague, shared.id), true)
+      t.equal(await store.deleteTemplate(colleague, shared.id), false, 'already deleted')
+      t.equal(await store.getTemplate(orgT, shared.id), null)
+      t.equal(await store.getTemplate(orgT, randomUUID()), null)
+      t.equal(await store.deleteTemplate(own, mine.id), true)
+    })
+
+    t.test('send refuses unknown and foreign recipients and stores nothing', async t => {
+      const sender = await user({ organization_id: 'org_s' })
+      const colleague = await user({ organization_id: 'org_s' })
+      const outsider = await user({ organization_id: 'org_other' })
+
+      const refused = await store.send({ ...sendFrom(sender), recipientIds: [colleague.id, 'ghost_1', outsider.id, 'ghost_2'] })
+      t.same(refused, { ok: false, error: 'invalid_recipients', ids: ['ghost_1', outsider.id, 'ghost_2'] })
+      t.same(await store.inbox(colleague.id, 0, 10), [], 'valid recipients got nothing either')
+
+      const loner = await user({ organization_id: null })
+      t.same(await store.send({ ...sendFrom(loner), recipientIds: [colleague.id] }), { ok: false, error: 'invalid_recipients', ids: [colleague.id] })
+      t.equal((await sent({ ...sendFrom(loner), recipientIds: [loner.id] })).count, 1, 'without an organization one may write to oneself')
+
+      const result = await sent({ ...sendFrom(sender), recipientIds: [colleague.id, sender.id] })
+      t.match(result, { count: 2, createdAt: ISO, replayed: false })
+      t.same(result.messages.map(m => m.recipientId), [colleague.id, sender.id])
+      for (const message of result.messages) t.match(message, { id: UUID, seq: Number })
+    })
+
+    t.test('admins may send to anyone', async t => {
+      const admin = await user({ organization_id: 'org_admin', role: 'admin' })
+      const outsider = await user({ organization_id: 'org_other' })
+      const loner = await user({ organization_id: null })
+      const result = await sent({ ...sendFrom(admin), recipientIds: [outsider.id, loner.id] })
+      t.same(result.messages.map(m => m.recipientId), [outsider.id, loner.id])
+      t.same(await store.send({ ...sendFrom(admin), recipientIds: ['ghost'] }), { ok: false, error: 'invalid_recipients', ids: ['ghost'] }, 'but only to users that exist')
+    })
+
+    t.test('an idempotency key replays the first send, refuses another body, and is scoped per caller', async t => {
+      const sender = await user({ organization_id: 'org_i' })
+      const other = await user({ organization_id: 'org_i' })
+      const recipient = await user({ organization_id: 'org_i' })
+      const keyed = { ...sendFrom(sender), recipientIds: [recipient.id], idempotencyKey: 'key-1', requestHash: 'hash-1' }
+
+      const first = await sent(keyed)
+      t.equal(first.replayed, false)
+      const replay = await sent(keyed)
+      t.same(replay, { ...first, replayed: true }, 'the same response')
+      t.equal((await store.inbox(recipient.id, 0, 10)).length, 1, 'stored once')
+
+      t.same(await store.send({ ...keyed, requestHash: 'hash-2' }), { ok: false, error: 'idempotency_mismatch' })
+
+      const theirs = await sent({ ...keyed, ...sendFrom(other), recipientIds: [recipient.id], idempotencyKey: 'key-1', requestHash: 'hash-2' })
+      t.equal(theirs.replayed, false, "another caller's key is a different key")
+      t.not(theirs.messages[0].id, first.messages[0].id)
+      t.equal((await store.inbox(recipient.id, 0, 10)).length, 2)
+
+      const refused = await store.send({ ...keyed, recipientIds: ['ghost'], idempotencyKey: 'key-2' })
+      t.match(refused, { ok: false, error: 'invalid_recipients' })
+      const corrected = await sent({ ...keyed, idempotencyKey: 'key-2', requestHash: 'hash-3' })
+      t.equal(corrected.replayed, false, 'a refused send does not hold its key')
+    })
+
+    t.test('idempotency keys older than a day are pruned', async t => {
+      const sender = await user({ organization_id: 'org_p' })
+      const keyed = { ...sendFrom(sender), recipientIds: [sender.id], idempotencyKey: 'old-key', requestHash: 'hash-1' }
+      await sent(keyed)
+      t.equal(await store.pruneIdempotencyKeys(), 0, 'nothing is old yet')
+      await sql.query("update idempotency_keys set created_at = now() - interval '25 hours' where key = 'old-key'")
+      t.equal(await store.pruneIdempotencyKeys(), 1)
+      t.equal((await sent({ ...keyed, requestHash: 'hash-2' })).replayed, false, 'the key is free again')
+    })
+
+    t.test('a 10,000-recipient send is stored and returned in order', async t => {
+      await sql.query("insert into users (id, organization_id) select 'bulk_' || g, 'org_bulk' from generate_series(1, 10000) g")
+      // A permutation, so order cannot come from sorting by id.
+      const recipientIds = Array.from({ length: 10_000 }, (_, i) => `bulk_${(i * 7919) % 10_000 + 1}`)
+      const sender = (await store.getUser('bulk_1'))!
+      const result = await sent({ ...sendFrom(sender), recipientIds, content: 'to everyone' })
+      t.equal(result.count, 10_000)
+      t.ok(result.messages.map(m => m.recipientId).every((id, i) => id === recipientIds[i]), 'in the order given')
+      t.equal(new Set(result.messages.map(m => m.id)).size, 10_000, 'one id per message')
+      t.ok(result.messages.every((m, i) => i === 0 || m.seq > result.messages[i - 1].seq), 'delivery order follows')
+      const last = recipientIds[9_999]
+      t.match(await store.pendingMessages(last, 0, 10), [{ id: result.messages[9_999].id, content: 'to everyone', senderId: 'bulk_1' }])
+    })
+
+    t.test('pending and inbox list oldest first from a cursor; ack removes from pending', async t => {
+      const sender = await user({ organization_id: 'org_m' })
+      const reader = await user({ organization_id: 'org_m' })
+      const template = await store.createTemplate({ organizationId: 'org_m', ownerId: sender.id }, { name: 't', content: 'three' })
+      const ids: string[] = []
+      for (const [content, templateId] of [['one', null], ['two', null], ['three', template.id]]) {
+        ids.push((await sent({ ...sendFrom(sender), recipientIds: [reader.id], content: content!, templateId })).messages[0].id)
+      }
+
+      const pending = await store.pendingMessages(reader.id, 0, 10)
+      t.same(pending.map(m => m.id), ids)
+      t.same(pending.map(m => m.content), ['one', 'two', 'three'])
+      t.same(pending[0], { id: ids[0], seq: pending[0].seq, senderId: sender.id, content: 'one', templateId: null, createdAt: pending[0].createdAt, acked: false })
+      t.match(pending[0].createdAt, ISO)
+      t.equal(pending[2].templateId, template.id)
+
+      const page = await store.pendingMessages(reader.id, 0, 2)
+      t.same(page.map(m => m.id), ids.slice(0, 2))
+      t.same((await store.pendingMessages(reader.id, page[1].seq, 2)).map(m => m.id), ids.slice(2))
+      t.same(await store.pendingMessages(reader.id, pending[2].seq, 2), [])
+
+      t.equal(await store.ack(reader.id, [ids[0], ids[1]]), 2)
+      t.equal(await store.ack(reader.id, [ids[0]]), 0, 'already acknowledged')
+      t.equal(await store.ack(sender.id, [ids[2]]), 0, "one cannot acknowledge another's message")
+      t.equal(await store.ack(reader.id, []), 0)
+      t.equal(await store.ack(reader.id, [randomUUID()]), 0)
+
+      t.same((await store.pendingMessages(reader.id, 0, 10)).map(m => m.id), [ids[2]])
+      const inbox = await store.inbox(reader.id, 0, 10)
+      t.same(inbox.map(m => [m.id, m.acked]), [[ids[0], true], [ids[1], true], [ids[2], false]])
+      t.same((await store.inbox(reader.id, inbox[0].seq, 10)).map(m => m.id), ids.slice(1))
+      t.same((await store.inbox(reader.id, 0, 1)).map(m => m.id), ids.slice(0, 1))
+      t.same(await store.inbox(sender.id, 0, 10), [])
+    })
+  })
+}
+
+for (const backend of testBackends()) {
+  t.test(`a mistake in a call is an error, not an outage, on ${backend.name}`, { skip: backend.skip }, async t => {
+    const driver = await backend.driver(t)
+    const missing = await driver.call('gatehouse_no_such_function', {}, AbortSignal.timeout(30_000)).then(() => null, (e: unknown) => e)
+    t.ok(missing, 'an unknown function is refused')
+    t.equal(driver.isUnavailable(missing), false)
+
+    const store = new Store(driver, 30_000)
+    const badInput = await store.getTemplate({ organizationId: 'org', ownerId: 'someone' }, 'not-a-uuid').then(() => null, (e: unknown) => e)
+    t.ok(badInput, 'a value of the wrong type is refused')
+    t.notOk(badInput instanceof DependencyUnavailableError)
+  })
+}

@@ -13,6 +13,8 @@ export function serverOptions (config: Config, overrides: Partial<FastifyServerO
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, allErrors: false } },
     routerOptions: { ignoreTrailingSlash: true },
     forceCloseConnections: true,
+    // Creating the embedded store on a new DATA_DIR can take longer than the default 10 s on a busy machine.
+    pluginTimeout: 60_000,
     ...overrides
   }
 }

@@ -1,5 +1,9 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
+import type { WebSocket } from 'ws'
+import { Counter, Gauge } from 'prom-client'
+import { LocalHub } from './hub/local.js'
+import { memoryTransport, type Transport } from './hub/transport.js'
 
 /** One accepted send, as the messaging plugin hands it to delivery. */
 export interface MessageBatch {
@@ -10,11 +14,27 @@ export interface MessageBatch {
   messages: Array<{ id: string, recipientId: string, seq: number }>
 }
 
+/** Who an authenticated socket belongs to, and until when (ms since epoch; null: no limit). */
+export interface SocketSession {
+  userId: string
+  expiresAt: number | null
+}
+
 export interface Hub {
   /** Delivers a stored batch to every connected recipient, on whichever process holds the socket. */
   publish (batch: MessageBatch): Promise<void>
   /** Closes every socket of a user, everywhere (revocation, user removed). */
   disconnectUser (userId: string, code: number, reason: string): Promise<void>
+  /** Takes an authenticated socket: `ready`, then the user's pending messages, then live ones. */
+  attach (socket: WebSocket, session: SocketSession): void
+  /** Sockets open on this process. */
+  readonly connections: number
+  /** Users with at least one socket on this process. */
+  readonly connectedUsers: number
+  /** Frames sent by this process (ready frames excluded). */
+  readonly delivered: number
+  /** True once shutdown began: sockets are closed with 1001 and new ones refused. */
+  readonly draining: boolean
 }
 
 declare module 'fastify' {
@@ -23,9 +43,74 @@ declare module 'fastify' {
   }
 }
 
-export default fp(async function hub (fastify: FastifyInstance) {
+export interface HubOptions {
+  /** How events reach other processes; in memory (one process) by default. */
+  transport?: Transport
+}
+
+/** Sockets get this long to answer the 1001 close before the store shuts. */
+const DRAIN_WAIT_MS = 2000
+
+export default fp(async function hub (fastify: FastifyInstance, opts: HubOptions) {
+  const { config, store } = fastify
+  const transport = opts.transport ?? memoryTransport()
+  const local = new LocalHub({
+    store,
+    log: fastify.log.child({ plugin: 'hub' }),
+    sendBufferBytes: config.WS_SEND_BUFFER_BYTES,
+    heartbeatMs: config.WS_HEARTBEAT_MS
+  })
+
+  transport.subscribe(event => {
+    // A delivery fault must not fail the send that published it: the messages are stored and replay later.
+    try {
+      if (event.type === 'batch') local.deliver(event.batch)
+      else local.disconnect(event.userId, event.code, event.reason)
+    } catch (err) {
+      fastify.log.error({ err, event: event.type }, 'hub event failed')
+    }
+  })
+
   fastify.decorate('hub', {
-    async publish () {},
-    async disconnectUser () {}
+    publish: (batch) => transport.publish({ type: 'batch', batch }),
+    disconnectUser: (userId, code, reason) => transport.publish({ type: 'disconnect', userId, code, reason }),
+    attach: (socket, session) => local.attach(socket, session.userId, session.expiresAt),
+    get connections () { return local.connections },
+    get connectedUsers () { return local.connectedUsers },
+    get delivered () { return local.delivered },
+    get draining () { return local.draining }
   } satisfies Hub)
-}, { name: 'hub', dependencies: ['env'] })
+
+  const hubState = fastify.hub
+  let reported = 0
+  const metrics = [
+    new Gauge({
+      name: 'gatehouse_ws_connections',
+      help: 'WebSocket connections open on this process',
+      registers: [],
+      collect () { this.set(hubState.connections) }
+    }),
+    new Gauge({
+      name: 'gatehouse_ws_users',
+      help: 'Users with at least one WebSocket on this process',
+      registers: [],
+      collect () { this.set(hubState.connectedUsers) }
+    }),
+    new Counter({
+      name: 'gatehouse_ws_frames_delivered_total',
+      help: 'Message frames sent to sockets by this process',
+      registers: [],
+      collect () { this.inc(hubState.delivered - reported); reported = hubState.delivered }
+    })
+  ]
+  for (const metric of metrics) fastify.metrics.registerMetric(metric)
+
+  // preClose runs before any onClose hook: sockets learn of the shutdown while the store still answers.
+  fastify.addHook('preClose', async () => {
+    await local.drain(Math.min(DRAIN_WAIT_MS, config.SHUTDOWN_GRACE_MS))
+  })
+  fastify.addHook('onClose', async () => {
+    local.stop()
+    await transport.close()
+  })
+}, { name: 'hub', dependencies: ['env', 'supabase', 'metrics'] })

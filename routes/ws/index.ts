@@ -1,4 +1,107 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyRequest } from 'fastify'
+import type { RawData } from 'ws'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import { ApiError, unauthorized } from '../../lib/errors.js'
+import { bearerToken } from '../../plugins/app/auth.js'
+import type { SocketSession } from '../../plugins/app/hub.js'
+import { PONG_FRAME } from '../../plugins/app/hub/frames.js'
+import { errors } from '../../schemas/common.js'
+import { ClientFrameSchema, WsClose, WsQuerySchema, type ClientFrame } from '../../schemas/ws.js'
 
-const routes: FastifyPluginAsyncTypebox = async function () {}
+declare module 'fastify' {
+  interface FastifyRequest {
+    wsSession: SocketSession | null
+  }
+}
+
+const clientFrame = TypeCompiler.Compile(ClientFrameSchema)
+
+/** The frame as a known client frame, or null for anything else (binary, not JSON, unknown shape). */
+function parseFrame (data: RawData, isBinary: boolean): ClientFrame | null {
+  if (isBinary) return null
+  let value: unknown
+  try {
+    value = JSON.parse(data.toString())
+  } catch {
+    return null
+  }
+  return clientFrame.Check(value) ? value : null
+}
+
+/**
+ * `GET /ws`: real-time delivery. Authenticated before the upgrade, so a refused
+ * client gets an HTTP 401 in the error envelope and never a socket.
+ */
+const routes: FastifyPluginAsyncTypebox = async function (fastify) {
+  const { tokens, store, hub, config } = fastify
+  fastify.decorateRequest('wsSession', null)
+
+  /**
+   * A ws ticket in `?token=` (browsers), else an access token in `Authorization`
+   * (other clients), else the `access_token` cookie from an allowed Origin.
+   * Long-lived tokens are never accepted in the URL, where proxies log them.
+   */
+  async function authenticate (request: FastifyRequest<{ Querystring: { token?: unknown } }>): Promise<SocketSession> {
+    let userId: string
+    let expiresAt: number | null
+    const ticket = request.query.token
+    if (ticket !== undefined) {
+      if (typeof ticket !== 'string') throw unauthorized()
+      const claims = await tokens.redeemWsTicket(ticket)
+      userId = claims.sub
+      expiresAt = claims.sexp ? claims.sexp * 1000 : null
+    } else {
+      let token = bearerToken(request)
+      if (token === null && request.cookies?.access_token) {
+        // A cookie rides along on any page's request: only pages we trust may use it.
+        const origin = request.headers.origin
+        if (origin === undefined || !config.CORS_ORIGINS.includes(origin)) throw new ApiError(403, 'ORIGIN_NOT_ALLOWED', 'Origin not allowed')
+        token = request.cookies.access_token
+      }
+      if (token === null) throw unauthorized()
+      const claims = tokens.verify('access', token)
+      userId = claims.sub
+      expiresAt = claims.exp * 1000
+    }
+    if (!(await store.getUser(userId))) throw unauthorized()
+    return { userId, expiresAt }
+  }
+
+  fastify.get('/', {
+    websocket: true,
+    schema: {
+      summary: 'Real-time message delivery (WebSocket)',
+      querystring: WsQuerySchema,
+      response: errors(401, 403, 426, 429, 503)
+    },
+    preValidation: async function authenticateSocket (request) {
+      // Checked first: a plain HTTP request must not use up a single-use ticket.
+      if (!request.ws) throw new ApiError(426, 'UPGRADE_REQUIRED', 'This endpoint speaks WebSocket only')
+      if (hub.draining) throw new ApiError(503, 'SERVER_DRAINING', 'Server is shutting down, reconnect shortly')
+      request.wsSession = await authenticate(request)
+    }
+  }, function onSocket (socket, request) {
+    const session = request.wsSession as SocketSession
+    let acking = 0
+    socket.on('message', (data, isBinary) => {
+      const frame = parseFrame(data, isBinary)
+      if (frame === null) {
+        socket.close(WsClose.POLICY_VIOLATION, 'invalid frame')
+        return
+      }
+      if (frame.type === 'ping') {
+        socket.send(PONG_FRAME)
+        return
+      }
+      // Reading pauses while acks are written, so a client cannot queue store calls without bound.
+      if (acking++ === 0) socket.pause()
+      store.ack(session.userId, frame.ids)
+        .catch(err => request.log.warn({ err }, 'ack not stored; the messages will be replayed'))
+        .finally(() => { if (--acking === 0) socket.resume() })
+    })
+    hub.attach(socket, session)
+  })
+}
+
 export default routes

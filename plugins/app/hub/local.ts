@@ -1,0 +1,245 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { WebSocket } from 'ws'
+import { WsClose } from '../../../schemas/ws.js'
+import type { StoredMessage } from '../../../schemas/messages.js'
+import type { MessageBatch } from '../hub.js'
+import { messageFrame, messageTail, readyFrame } from './frames.js'
+
+interface Held { seq: number, frame: string }
+
+/** While a socket replays, live messages wait here, or only their lowest seq once too many arrived. */
+interface Replay { held: Held[], rescanFrom: number | null }
+
+/** One socket. Kept small: 10,000 of them must fit in little memory. */
+class Connection {
+  alive = true
+  closed = false
+  replay: Replay | null = { held: [], rescanFrom: null }
+  constructor (
+    readonly socket: WebSocket,
+    readonly userId: string,
+    /** Milliseconds since epoch when the credential behind the socket ends. */
+    readonly expiresAt: number | null
+  ) {}
+}
+
+export interface LocalHubOptions {
+  store: { pendingMessages (userId: string, afterSeq: number, limit: number): Promise<StoredMessage[]> }
+  log: FastifyBaseLogger
+  sendBufferBytes: number
+  heartbeatMs: number
+  /** Messages per replay query. */
+  pageSize?: number
+  /** Live messages a replaying socket holds before it falls back to another replay pass. */
+  heldMax?: number
+}
+
+const bySeq = (a: Held, b: Held) => a.seq - b.seq
+
+/**
+ * The sockets of this process, by user. Replays what is pending on connect,
+ * then delivers live batches; one timer drives heartbeats and expiry for all.
+ */
+export class LocalHub {
+  private readonly users = new Map<string, Set<Connection>>()
+  private readonly store: LocalHubOptions['store']
+  private readonly log: FastifyBaseLogger
+  private readonly sendBufferBytes: number
+  private readonly heartbeatMs: number
+  private readonly pageSize: number
+  private readonly heldMax: number
+  private readonly timer: NodeJS.Timeout
+  private lastPing = Date.now()
+  private sockets = 0
+  private frames = 0
+  draining = false
+
+  constructor (options: LocalHubOptions) {
+    this.store = options.store
+    this.log = options.log
+    this.sendBufferBytes = options.sendBufferBytes
+    this.heartbeatMs = options.heartbeatMs
+    this.pageSize = options.pageSize ?? 500
+    this.heldMax = options.heldMax ?? 100
+    this.timer = setInterval(() => this.tick(), Math.min(this.heartbeatMs, 1000))
+    this.timer.unref()
+  }
+
+  get connections () { return this.sockets }
+  get connectedUsers () { return this.users.size }
+  get delivered () { return this.frames }
+
+  /** Registers an authenticated socket, says ready, replays what is pending, then goes live. */
+  attach (socket: WebSocket, userId: string, expiresAt: number | null): void {
+    if (this.draining) {
+      socket.close(WsClose.GOING_AWAY, 'server shutting down')
+      return
+    }
+    const conn = new Connection(socket, userId, expiresAt)
+    let conns = this.users.get(userId)
+    if (conns === undefined) this.users.set(userId, conns = new Set())
+    conns.add(conn)
+    this.sockets++
+    socket.on('pong', () => { conn.alive = true })
+    socket.once('close', () => this.forget(conn))
+    socket.send(readyFrame(userId))
+    // Registered before the first query: anything committed later is published to this socket too.
+    this.replay(conn).catch(err => {
+      if (conn.closed) return
+      this.log.warn({ err, userId }, 'replay failed, closing socket')
+      this.close(conn, WsClose.TRY_AGAIN_LATER, 'store unavailable')
+    })
+  }
+
+  /** Delivers a batch to the recipients connected here, one frame string per message. */
+  deliver (batch: MessageBatch): void {
+    let tail: string | undefined
+    for (const message of batch.messages) {
+      const conns = this.users.get(message.recipientId)
+      if (conns === undefined) continue
+      tail ??= messageTail(batch)
+      const frame = messageFrame(message.id, tail)
+      for (const conn of conns) this.offer(conn, message.seq, frame)
+    }
+  }
+
+  disconnect (userId: string, code: number, reason: string): void {
+    const conns = this.users.get(userId)
+    if (conns === undefined) return
+    for (const conn of conns) this.close(conn, code, reason)
+  }
+
+  /** Closes every socket with 1001, waits (bounded) for the peers to answer, then cuts the rest. */
+  async drain (waitMs: number): Promise<void> {
+    this.draining = true
+    const sockets: WebSocket[] = []
+    for (const conns of this.users.values()) {
+      for (const conn of conns) {
+        sockets.push(conn.socket)
+        this.close(conn, WsClose.GOING_AWAY, 'server shutting down')
+      }
+    }
+    if (sockets.length === 0) return
+    let timeout: NodeJS.Timeout | undefined
+    await Promise.race([
+      Promise.all(sockets.map(socket => new Promise(resolve => socket.once('close', resolve)))),
+      new Promise(resolve => { timeout = setTimeout(resolve, waitMs) })
+    ])
+    clearTimeout(timeout)
+    for (const socket of sockets) socket.terminate()
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+  }
+
+  private async replay (conn: Connection): Promise<void> {
+    let cursor = 0
+    for (;;) {
+      const page = await this.store.pendingMessages(conn.userId, cursor, this.pageSize)
+      if (conn.closed) return
+      for (const message of page) {
+        if (!await this.sendPaced(conn, messageFrame(message.id, messageTail(message)))) return
+        cursor = message.seq
+      }
+      if (page.length === this.pageSize) continue
+      const replay = conn.replay as Replay
+      if (replay.rescanFrom !== null) {
+        // Live messages overflowed: read them from the store rather than hold them.
+        cursor = Math.min(cursor, replay.rescanFrom)
+        replay.rescanFrom = null
+        continue
+      }
+      conn.replay = null
+      replay.held.sort(bySeq)
+      for (const held of replay.held) if (!this.send(conn, held.frame)) return
+      return
+    }
+  }
+
+  /** A live message for one socket: sent now, or held while the socket still replays. */
+  private offer (conn: Connection, seq: number, frame: string): void {
+    const replay = conn.replay
+    if (replay === null) {
+      this.send(conn, frame)
+      return
+    }
+    if (replay.rescanFrom === null && replay.held.length < this.heldMax) {
+      replay.held.push({ seq, frame })
+      return
+    }
+    let from = seq - 1
+    for (const held of replay.held) from = Math.min(from, held.seq - 1)
+    replay.held = []
+    replay.rescanFrom = Math.min(replay.rescanFrom ?? from, from)
+  }
+
+  /**
+   * Replay goes at the reader's pace: past half the send buffer it waits for
+   * the socket to flush. A reader that stopped altogether stops answering
+   * pings and is dropped by the heartbeat.
+   */
+  private async sendPaced (conn: Connection, frame: string): Promise<boolean> {
+    if (conn.closed) return false
+    if (conn.socket.bufferedAmount < this.sendBufferBytes / 2) return this.send(conn, frame)
+    const { socket } = conn
+    await new Promise<void>(resolve => {
+      const flushed = () => {
+        socket.off('close', flushed)
+        resolve()
+      }
+      socket.once('close', flushed)
+      socket.send(frame, flushed)
+    })
+    this.frames++
+    return !conn.closed
+  }
+
+  /** False when the socket is gone or was closed for reading too slowly. */
+  private send (conn: Connection, frame: string): boolean {
+    if (conn.closed) return false
+    conn.socket.send(frame)
+    this.frames++
+    if (conn.socket.bufferedAmount > this.sendBufferBytes) {
+      // Its messages stay unacknowledged in the store and are replayed on reconnect.
+      this.close(conn, WsClose.SLOW_CONSUMER, 'slow consumer')
+      return false
+    }
+    return true
+  }
+
+  private close (conn: Connection, code: number, reason: string): void {
+    if (conn.closed) return
+    this.forget(conn)
+    conn.socket.close(code, reason)
+  }
+
+  private forget (conn: Connection): void {
+    conn.closed = true
+    const conns = this.users.get(conn.userId)
+    if (conns?.delete(conn)) {
+      this.sockets--
+      if (conns.size === 0) this.users.delete(conn.userId)
+    }
+  }
+
+  private tick (): void {
+    const now = Date.now()
+    const ping = now - this.lastPing >= this.heartbeatMs
+    if (ping) this.lastPing = now
+    for (const conns of this.users.values()) {
+      for (const conn of conns) {
+        if (conn.expiresAt !== null && conn.expiresAt <= now) {
+          this.close(conn, WsClose.TOKEN_EXPIRED, 'token expired')
+        } else if (ping && !conn.alive) {
+          // No pong since the previous ping: the peer is gone.
+          this.forget(conn)
+          conn.socket.terminate()
+        } else if (ping) {
+          conn.alive = false
+          conn.socket.ping()
+        }
+      }
+    }
+  }
+}

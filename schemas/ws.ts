@@ -1,0 +1,59 @@
+import { Type, type Static } from '@sinclair/typebox'
+import { IsoDate } from './common.js'
+
+/** Close codes a client may see; 4xxx are ours (RFC 6455 leaves 4000-4999 to applications). */
+export const WsClose = {
+  /** The server is draining: reconnect, possibly to another node. */
+  GOING_AWAY: 1001,
+  /** A frame was not JSON or not a known client frame. */
+  POLICY_VIOLATION: 1008,
+  /** A frame was larger than 64 KiB. */
+  MESSAGE_TOO_BIG: 1009,
+  /** The store could not be read; reconnect later. */
+  TRY_AGAIN_LATER: 1013,
+  /** The credential the socket was opened with expired: fetch a new ticket. */
+  TOKEN_EXPIRED: 4001,
+  /** Access revoked or user removed: do not reconnect. */
+  REVOKED: 4003,
+  /** The client read too slowly; unacknowledged messages are replayed on reconnect. */
+  SLOW_CONSUMER: 4008
+} as const
+
+/** Ack ids are message ids; a pattern keeps the check free of format registries. */
+const MessageId = Type.String({ pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' })
+
+export const MAX_ACK_IDS = 1000
+
+export const AckFrameSchema = Type.Object({
+  type: Type.Literal('ack'),
+  ids: Type.Array(MessageId, { minItems: 1, maxItems: MAX_ACK_IDS })
+}, { additionalProperties: false })
+export type AckFrame = Static<typeof AckFrameSchema>
+
+export const PingFrameSchema = Type.Object({ type: Type.Literal('ping') }, { additionalProperties: false })
+
+export const ClientFrameSchema = Type.Union([AckFrameSchema, PingFrameSchema], { $id: 'WsClientFrame', title: 'WsClientFrame' })
+export type ClientFrame = Static<typeof ClientFrameSchema>
+
+export const ReadyFrameSchema = Type.Object({ type: Type.Literal('ready'), userId: Type.String() })
+export type ReadyFrame = Static<typeof ReadyFrameSchema>
+
+export const MessageFrameSchema = Type.Object({
+  type: Type.Literal('message'),
+  id: Type.String({ format: 'uuid' }),
+  senderId: Type.String(),
+  content: Type.String(),
+  templateId: Type.Optional(Type.String({ format: 'uuid' })),
+  createdAt: IsoDate
+})
+export type MessageFrame = Static<typeof MessageFrameSchema>
+
+export const PongFrameSchema = Type.Object({ type: Type.Literal('pong') })
+
+export const ServerFrameSchema = Type.Union([ReadyFrameSchema, MessageFrameSchema, PongFrameSchema], { $id: 'WsServerFrame', title: 'WsServerFrame' })
+export type ServerFrame = Static<typeof ServerFrameSchema>
+
+export const WsQuerySchema = Type.Object({
+  token: Type.Optional(Type.String({ description: 'A single-use ws ticket from GET /websocket-token/' }))
+})
+export type WsQuery = Static<typeof WsQuerySchema>

@@ -73,7 +73,7 @@ function assertOneLineError (t: Test, run: Run, pattern: RegExp) {
 t.test('help describes every command and exits 0', async t => {
   const run = await cli({}, 'help')
   t.equal(run.code, 0)
-  for (const command of ['migrate', 'users add', 'users list', 'tokens mint', 'tokens list', 'tokens revoke']) t.match(run.stdout, command)
+  for (const command of ['migrate', 'users add', 'users list', 'tokens mint', 'tokens access', 'tokens list', 'tokens revoke']) t.match(run.stdout, command)
   t.match(run.stdout, /one process at a\s+time/, 'warns about the embedded store')
 })
 
@@ -92,6 +92,7 @@ t.test('bad arguments are refused with a message naming the problem', async t =>
     [['users', 'add', '--id', 'a', '--email', 'a@example.com', '--name', 'A', '--bogus'], /users add: Unknown option '--bogus'$/],
     [['users', 'list', 'extra'], /unexpected argument "extra"/],
     [['tokens', 'mint'], /--user is required/],
+    [['tokens', 'access'], /--user is required/],
     [['tokens', 'mint', '--user'], /--user/],
     [['tokens', 'mint', '--user', 'admin', '--expires', 'tomorrow'], /--expires must be an ISO-8601 date/],
     [['tokens', 'mint', '--user', 'admin', '--expires', '2001-01-01T00:00:00Z'], /--expires must be in the future/],
@@ -145,6 +146,11 @@ t.test('an operator bootstraps an admin on the embedded store', async t => {
   t.equal(unknown.code, 1)
   assertOneLineError(t, unknown, /user not found: nobody/)
 
+  const access = await cli(env, 'tokens', 'access', '--user', 'admin')
+  t.equal(access.code, 0, access.stderr)
+  const accessToken = access.stdout.trimEnd()
+  t.ok(JWT.test(accessToken), 'an access token, alone on stdout')
+
   await t.test('the server accepts the token, and the CLI keeps out of its DATA_DIR meanwhile', async t => {
     const server = await buildApp(t, { store: { kind: 'pglite', dataDir }, server: { pluginTimeout: 120_000 } })
     const created = await server.inject({
@@ -155,6 +161,8 @@ t.test('an operator bootstraps an admin on the embedded store', async t => {
     })
     t.equal(created.statusCode, 201, 'an admin route accepts the CLI token')
     t.match(created.json(), { success: true, name: 'Ops', tokenId: String })
+    const ticket = await server.inject({ method: 'GET', url: '/websocket-token/', headers: { authorization: `Bearer ${accessToken}` } })
+    t.equal(ticket.statusCode, 200, 'the CLI access token gets a ws ticket')
 
     const busy = await cli(env, 'tokens', 'list')
     t.equal(busy.code, 1)

@@ -13,6 +13,7 @@ export type Command =
   | { name: 'users add', user: UserInput & { id: string } }
   | { name: 'users list' }
   | { name: 'tokens mint', userId: string, expiresAt: Date | null, label: string | null }
+  | { name: 'tokens access', userId: string }
   | { name: 'tokens revoke', tokenId: string }
   | { name: 'tokens list', userId: string | null }
 
@@ -36,6 +37,7 @@ const COMMANDS: Record<Exclude<Command['name'], 'help'>, { options: Options, pos
   },
   'users list': { options: {}, positionals: [] },
   'tokens mint': { options: { user: { type: 'string' }, expires: { type: 'string' }, name: { type: 'string' } }, positionals: [] },
+  'tokens access': { options: { user: { type: 'string' } }, positionals: [] },
   'tokens revoke': { options: {}, positionals: ['tokenId'] },
   'tokens list': { options: { user: { type: 'string' } }, positionals: [] }
 }
@@ -119,6 +121,7 @@ export function parseCommand (argv: string[]): Command {
       }
       return { name, userId: id('user', true) as string, expiresAt, label: text('name') ?? null }
     }
+    case 'tokens access': return { name, userId: id('user', true) as string }
     case 'tokens revoke': {
       const tokenId = positionals[0]
       if (!ID.test(tokenId)) throw new UsageError(`${name}: "${tokenId}" is not a token id`)
@@ -151,6 +154,11 @@ Usage: npm run -s cli -- <command> [options]
       Mints an API token for the user and prints only the token, so that
       TOKEN=$(npm run -s cli -- tokens mint --user admin) works. Without
       --expires the token never expires; revoke it when it is no longer needed.
+
+  tokens access --user <user id>
+      Prints an access token for the user, as POST /api/dashboard-token/generate
+      would issue it after a Clerk sign-in (ACCESS_TOKEN_TTL). For trying the
+      WebSocket ticket and the inbox without Clerk.
 
   tokens list [--user <user id>]
       Prints API token records as JSON (never the tokens themselves).

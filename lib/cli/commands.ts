@@ -3,7 +3,7 @@ import Fastify from 'fastify'
 import type { Config } from '../config.js'
 import env from '../../plugins/external/env.js'
 import jwt from '../../plugins/external/jwt.js'
-import tokens from '../../plugins/app/tokens.js'
+import tokens, { type TokenService } from '../../plugins/app/tokens.js'
 import { createDriver } from '../../plugins/app/supabase/index.js'
 import { migrate, pendingMigrations } from '../../plugins/app/supabase/migrate.js'
 import { Store } from '../../plugins/app/supabase/store.js'
@@ -51,7 +51,13 @@ export async function execute (command: Exclude<Command, { name: 'help' }>, conf
           expiresAt: command.expiresAt?.toISOString() ?? null
         })
         if (!created) throw new CliError(`user not found: ${command.userId}`)
-        io.out(await signApiToken(config, tokenId, command.userId, command.expiresAt) + '\n')
+        io.out(await withTokens(config, tokens => tokens.issueApi(tokenId, command.userId, command.expiresAt)) + '\n')
+        return
+      }
+      case 'tokens access': {
+        const user = await store.getUser(command.userId)
+        if (!user) throw new CliError(`user not found: ${command.userId}`)
+        io.out(await withTokens(config, tokens => tokens.issueAccess(user).token) + '\n')
         return
       }
       case 'tokens list': {
@@ -81,15 +87,15 @@ async function ensureSchema (driver: RpcDriver): Promise<void> {
   if (pending.length > 0) throw new CliError(`the database has unapplied migrations (${pending.join(', ')}): run \`npm run cli -- migrate\` first`)
 }
 
-/** Signs with the server's own token plugins, so the token is exactly what POST /api/admin/tokens returns. */
-async function signApiToken (config: Config, tokenId: string, userId: string, expiresAt: Date | null): Promise<string> {
+/** Signs with the server's own token plugins, so tokens are exactly what the HTTP routes issue. */
+async function withTokens (config: Config, sign: (tokens: TokenService) => string): Promise<string> {
   const app = Fastify({ logger: false })
   try {
     await app.register(env, { config })
     await app.register(jwt)
     await app.register(tokens)
     await app.ready()
-    return app.tokens.issueApi(tokenId, userId, expiresAt)
+    return sign(app.tokens)
   } finally {
     await app.close()
   }

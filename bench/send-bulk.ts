@@ -7,10 +7,8 @@
  *
  * Compiled, so the TypeScript loader's memory stays out of the RSS figures:
  *
- *   npx tsc --ignoreConfig bench/send-bulk.ts --outDir dist --rootDir . --module nodenext \
- *     --target es2022 --lib es2023,dom --skipLibCheck --types node
- *   node dist/bench/send-bulk.js [runs=7]
- *   DATABASE_URL=postgres://… node dist/bench/send-bulk.js
+ *   npm run bench:send-bulk -- [runs=7]
+ *   DATABASE_URL=postgres://… npm run bench:send-bulk
  *
  * On Postgres it adds a uniquely named organization of 10,001 users and removes
  * them (and their messages) at the end.

@@ -4,10 +4,8 @@
  * process, is a bare `ws` server sending a frame of the same size to N clients.
  * A third figure isolates delivery: a batch already stored, handed to the hub.
  *
- *   npx tsc --ignoreConfig bench/ws-fanout.ts --outDir dist --rootDir . --module nodenext \
- *     --target es2022 --lib es2023,dom --skipLibCheck --types node
- *   node --expose-gc dist/bench/ws-fanout.js [--clients 1000] [--runs 7] [--size 200] [--no-ack]
- *   DATABASE_URL=postgres://… node --expose-gc dist/bench/ws-fanout.js
+ *   npm run bench:ws -- [--clients 1000] [--runs 7] [--size 200] [--no-ack]
+ *   DATABASE_URL=postgres://… npm run bench:ws
  *
  * Every client is two sockets in this process and both servers stay up, so keep
  * --clients under a quarter of `ulimit -n`. Heap per socket is measured around

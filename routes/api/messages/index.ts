@@ -31,11 +31,24 @@ function sent (reply: FastifyReply, result: SendResult) {
   return { success: true as const, count: result.count, messages: result.messages }
 }
 
+type SendRequest = FastifyRequest<{ Headers: { 'idempotency-key'?: string } }>
+
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   const { messaging, store } = fastify
   const sender = fastify.authenticate({ kinds: ['api'], message: UNAUTHORIZED })
   const reader = fastify.authenticate({ kinds: ['access', 'api'], message: UNAUTHORIZED })
   const sendResponses = { 200: SendResponseSchema, ...errors(400, 401, 413, 415, 422, 429, 500, 503) }
+
+  /** The three send routes differ only in how they build recipients and content. */
+  async function send (request: SendRequest, reply: FastifyReply, route: string, message: { recipientIds: string[], content: string, templateId?: string }) {
+    const result = await messaging.send({
+      caller: callerOf(request),
+      ...message,
+      idempotencyKey: request.headers['idempotency-key'] ?? null,
+      request: { route, body: request.body }
+    })
+    return sent(reply, result)
+  }
 
   fastify.post('/send-template', {
     onRequest: sender,
@@ -54,15 +67,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       ? await store.getTemplate({ organizationId: caller.user.organizationId, ownerId: caller.user.id }, templateId)
       : null
     if (!template) throw new ApiError(404, 'TEMPLATE_NOT_FOUND', 'Template not found')
-    const result = await messaging.send({
-      caller,
-      recipientIds,
-      content: renderTemplate(template.content, placeholders),
-      templateId,
-      idempotencyKey: request.headers['idempotency-key'] ?? null,
-      request: { route: 'send-template', body: request.body }
-    })
-    return sent(reply, result)
+    return await send(request, reply, 'send-template', { recipientIds, content: renderTemplate(template.content, placeholders), templateId })
   })
 
   fastify.post('/send-bulk', {
@@ -77,14 +82,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     }
   }, async function sendBulk (request, reply) {
     const { recipientIds, content } = request.body
-    const result = await messaging.send({
-      caller: callerOf(request),
-      recipientIds,
-      content,
-      idempotencyKey: request.headers['idempotency-key'] ?? null,
-      request: { route: 'send-bulk', body: request.body }
-    })
-    return sent(reply, result)
+    return await send(request, reply, 'send-bulk', { recipientIds, content })
   })
 
   fastify.post('/send-private', {
@@ -99,14 +97,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     }
   }, async function sendPrivate (request, reply) {
     const { recipientId, content } = request.body
-    const result = await messaging.send({
-      caller: callerOf(request),
-      recipientIds: [recipientId],
-      content,
-      idempotencyKey: request.headers['idempotency-key'] ?? null,
-      request: { route: 'send-private', body: request.body }
-    })
-    return sent(reply, result)
+    return await send(request, reply, 'send-private', { recipientIds: [recipientId], content })
   })
 
   fastify.get('/inbox', {

@@ -154,6 +154,32 @@ t.test('live messages that arrive while a slow replay query runs are delivered a
   }
 })
 
+t.test('a message committed just before the replay query and published during replay arrives once', async t => {
+  const app = await buildApp(t)
+  const base = await listen(app)
+  const sender = await createUser(app)
+  const ivy = await createUser(app)
+
+  // Store the message, let the replay query read it, and only then publish it live.
+  const pending = app.store.pendingMessages.bind(app.store)
+  const publish = app.hub.publish.bind(app.hub)
+  let batch: Parameters<typeof publish>[0] | undefined
+  app.hub.publish = async b => { batch = b }
+  let calls = 0
+  app.store.pendingMessages = async (...args) => {
+    if (calls++ === 0) await sendDirect(app, sender, [ivy.id], 'raced')
+    const rows = await pending(...args)
+    if (batch) await publish(batch)
+    return rows
+  }
+
+  const peer = await Peer.ready(t, wsUrl(base, ticketFor(app, ivy)))
+  t.match(await peer.next(), { type: 'message', content: 'raced' })
+  app.hub.publish = publish
+  const [marker] = await sendDirect(app, sender, [ivy.id], 'marker')
+  t.match(await peer.next(), { type: 'message', id: marker }, 'the next frame is the next message, not the raced one again')
+})
+
 t.test('a socket whose replay cannot read the store is closed with 1013, to retry later', async t => {
   const app = await buildApp(t)
   const base = await listen(app)

@@ -7,14 +7,21 @@ import { messageFrame, messageTail, readyFrame } from './frames.js'
 
 interface Held { seq: number, frame: string }
 
-/** While a socket replays, live messages wait here, or only their lowest seq once too many arrived. */
-interface Replay { held: Held[], rescanFrom: number | null }
+/**
+ * While a socket replays, live messages wait in `held`, or only their lowest seq
+ * once too many arrived. `recent` remembers the last seqs the replay sent: a
+ * message committed just before a replay query is both read by it and published
+ * live, and must reach the socket once.
+ */
+interface Replay { held: Held[], rescanFrom: number | null, recent: number[] }
+
+const RECENT_MAX = 256
 
 /** One socket. Kept small: 10,000 of them must fit in little memory. */
 class Connection {
   alive = true
   closed = false
-  replay: Replay | null = { held: [], rescanFrom: null }
+  replay: Replay | null = { held: [], rescanFrom: null, recent: [] }
   constructor (
     readonly socket: WebSocket,
     readonly userId: string,
@@ -138,12 +145,14 @@ export class LocalHub {
     for (;;) {
       const page = await this.store.pendingMessages(conn.userId, cursor, this.pageSize)
       if (conn.closed) return
+      const replay = conn.replay as Replay
       for (const message of page) {
         if (!await this.sendPaced(conn, messageFrame(message.id, messageTail(message)))) return
         cursor = message.seq
+        replay.recent.push(message.seq)
+        if (replay.recent.length > RECENT_MAX) replay.recent.shift()
       }
       if (page.length === this.pageSize) continue
-      const replay = conn.replay as Replay
       if (replay.rescanFrom !== null) {
         // Live messages overflowed: read them from the store rather than hold them.
         cursor = Math.min(cursor, replay.rescanFrom)
@@ -152,7 +161,10 @@ export class LocalHub {
       }
       conn.replay = null
       replay.held.sort(bySeq)
-      for (const held of replay.held) if (!this.send(conn, held.frame)) return
+      for (const held of replay.held) {
+        if (replay.recent.includes(held.seq)) continue
+        if (!this.send(conn, held.frame)) return
+      }
       return
     }
   }
@@ -164,6 +176,7 @@ export class LocalHub {
       this.send(conn, frame)
       return
     }
+    if (replay.recent.includes(seq)) return
     if (replay.rescanFrom === null && replay.held.length < this.heldMax) {
       replay.held.push({ seq, frame })
       return

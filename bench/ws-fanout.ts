@@ -69,7 +69,7 @@ async function openClients (n: number, url: (i: number) => string, onMessage: (w
     await Promise.all(Array.from({ length: Math.min(100, n - i) }, (_, k) => new Promise<void>((resolve, reject) => {
       const ws = new WebSocket(url(i + k), { perMessageDeflate: false })
       sockets.push(ws)
-      ws.once('error', reject)
+      ws.on('error', reject)
       ws.on('message', raw => {
         const frame = JSON.parse(raw.toString()) as Frame
         if (frame.type === 'ready') resolve()
@@ -91,6 +91,8 @@ const heap = () => {
 async function bare (): Promise<Subject> {
   const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false, maxPayload: 64 * 1024 })
   await new Promise(resolve => wss.once('listening', resolve))
+  // A peer resetting its connection must not end the benchmark (ws throws on an unheard 'error').
+  wss.on('connection', ws => ws.on('error', () => {}))
   const port = (wss.address() as AddressInfo).port
   const arrivals = new Arrivals()
   const heapBefore = heap()

@@ -4,6 +4,7 @@ import type { WebSocket } from 'ws'
 import { Counter, Gauge } from 'prom-client'
 import { LocalHub } from './hub/local.js'
 import { memoryTransport, type Transport } from './hub/transport.js'
+import { AckWriter } from './hub/acks.js'
 
 /** One accepted send, as the messaging plugin hands it to delivery. */
 export interface MessageBatch {
@@ -25,6 +26,8 @@ export interface Hub {
   publish (batch: MessageBatch): Promise<void>
   /** Closes every socket of a user, everywhere (revocation, user removed). */
   disconnectUser (userId: string, code: number, reason: string): Promise<void>
+  /** Records a socket's acknowledgements; written with other sockets' in one statement. */
+  ack (userId: string, ids: string[]): Promise<void>
   /** Takes an authenticated socket: `ready`, then the user's pending messages, then live ones. */
   attach (socket: WebSocket, session: SocketSession): void
   /** Sockets open on this process. */
@@ -61,6 +64,8 @@ export default fp(async function hub (fastify: FastifyInstance, opts: HubOptions
     heartbeatMs: config.WS_HEARTBEAT_MS
   })
 
+  const acks = new AckWriter(store, fastify.log.child({ plugin: 'hub' }))
+
   transport.subscribe(event => {
     // A delivery fault must not fail the send that published it: the messages are stored and replay later.
     try {
@@ -74,6 +79,7 @@ export default fp(async function hub (fastify: FastifyInstance, opts: HubOptions
   fastify.decorate('hub', {
     publish: (batch) => transport.publish({ type: 'batch', batch }),
     disconnectUser: (userId, code, reason) => transport.publish({ type: 'disconnect', userId, code, reason }),
+    ack: (userId, ids) => acks.ack(userId, ids),
     attach: (socket, session) => local.attach(socket, session.userId, session.expiresAt),
     get connections () { return local.connections },
     get connectedUsers () { return local.connectedUsers },

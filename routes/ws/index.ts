@@ -94,11 +94,9 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
         socket.send(PONG_FRAME)
         return
       }
-      // Reading pauses while acks are written, so a client cannot queue store calls without bound.
+      // Reading pauses while acks are written, so a client cannot queue writes without bound.
       if (acking++ === 0) socket.pause()
-      store.ack(session.userId, frame.ids)
-        .catch(err => request.log.warn({ err }, 'ack not stored; the messages will be replayed'))
-        .finally(() => { if (--acking === 0) socket.resume() })
+      hub.ack(session.userId, frame.ids).finally(() => { if (--acking === 0) socket.resume() })
     })
     hub.attach(socket, session)
   })

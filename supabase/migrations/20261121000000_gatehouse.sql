@@ -314,12 +314,16 @@ language sql stable as $$
     order by m.seq limit p_limit) s
 $$;
 
-create or replace function gatehouse_ack(p_recipient text, p_ids uuid[]) returns jsonb
+-- Acknowledgements of many recipients at once, as parallel arrays (recipient, message id):
+-- the hub writes every socket's acks of a moment in one statement. A message is only
+-- acknowledged by its own recipient.
+create or replace function gatehouse_ack(p_recipients text[], p_ids uuid[]) returns jsonb
 language sql as $$
   with acked as (
-    update messages set acked_at = now()
-    where recipient_id = p_recipient and id = any (p_ids) and acked_at is null
-    returning id)
+    update messages m set acked_at = now()
+    from unnest(p_recipients, p_ids) as a (recipient_id, id)
+    where m.id = a.id and m.recipient_id = a.recipient_id and m.acked_at is null
+    returning m.id)
   select jsonb_build_object('acked', (select count(*) from acked))
 $$;
 

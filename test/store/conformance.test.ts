@@ -302,6 +302,16 @@ for (const backend of testBackends()) {
       t.same((await store.inbox(reader.id, 0, 1)).map(m => m.id), ids.slice(0, 1))
       t.same(await store.inbox(sender.id, 0, 10), [])
     })
+
+    t.test("acks of many recipients are written in one call, each only for the recipient's own messages", async t => {
+      const sender = await user({ role: 'admin' })
+      const [ann, ben] = [await user(), await user()]
+      const [forAnn, forBen] = (await sent({ ...sendFrom(sender), recipientIds: [ann.id, ben.id] })).messages.map(m => m.id)
+      t.equal(await store.ackMany([{ recipientId: ann.id, id: forAnn }, { recipientId: ann.id, id: forBen }, { recipientId: ben.id, id: forBen }]), 2)
+      t.same(await store.pendingMessages(ann.id, 0, 10), [])
+      t.same(await store.pendingMessages(ben.id, 0, 10), [])
+      t.equal(await store.ackMany([]), 0)
+    })
   })
 }
 

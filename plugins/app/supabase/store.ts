@@ -94,8 +94,17 @@ export class Store {
     return this.call<StoredMessage[]>('gatehouse_inbox', { p_recipient: recipientId, p_after_seq: afterSeq, p_limit: limit })
   }
 
-  async ack (recipientId: string, ids: string[]): Promise<number> {
-    const result = await this.call<{ acked: number }>('gatehouse_ack', { p_recipient: recipientId, p_ids: ids })
+  /** Acknowledges a recipient's messages; ids of other recipients' messages are ignored. */
+  ack (recipientId: string, ids: string[]): Promise<number> {
+    return this.ackMany(ids.map(id => ({ recipientId, id })))
+  }
+
+  /** Acknowledgements of many recipients in one statement. */
+  async ackMany (acks: Array<{ recipientId: string, id: string }>): Promise<number> {
+    const result = await this.call<{ acked: number }>('gatehouse_ack', {
+      p_recipients: acks.map(a => a.recipientId),
+      p_ids: acks.map(a => a.id)
+    })
     return Number(result.acked)
   }
 

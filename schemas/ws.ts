@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { IsoDate } from './common.js'
 
-/** Close codes a client may see; 4xxx are ours (RFC 6455 leaves 4000-4999 to applications). */
+/** Close codes a client may see; the 4000s are ours (RFC 6455 leaves 4000-4999 to applications). */
 export const WsClose = {
   /** The server is draining: reconnect, possibly to another node. */
   GOING_AWAY: 1001,

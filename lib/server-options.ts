@@ -2,10 +2,20 @@ import type { FastifyServerOptions } from 'fastify'
 import type { Config } from './config.js'
 import { loggerOptions } from './logger.js'
 
+/** pino-pretty is a development dependency: a production install logs plain JSON even on a terminal. */
+function hasPrettyPrinter (): boolean {
+  try {
+    import.meta.resolve('pino-pretty')
+    return true
+  } catch {
+    return false
+  }
+}
+
 /** Fastify's own options, shared by server.ts and the tests so both run the same service. */
 export function serverOptions (config: Config, overrides: Partial<FastifyServerOptions> = {}): FastifyServerOptions {
   return {
-    logger: loggerOptions(config.LOG_LEVEL, process.stdout.isTTY && config.NODE_ENV !== 'production'),
+    logger: loggerOptions(config.LOG_LEVEL, process.stdout.isTTY && config.NODE_ENV !== 'production' && hasPrettyPrinter()),
     bodyLimit: config.BODY_LIMIT,
     trustProxy: config.TRUST_PROXY,
     // Requests carry an id clients can quote; take a proxy's id when it sends one.

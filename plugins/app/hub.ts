@@ -57,6 +57,9 @@ const DRAIN_WAIT_MS = 2000
 export default fp(async function hub (fastify: FastifyInstance, opts: HubOptions) {
   const { config, store } = fastify
   const transport = opts.transport ?? memoryTransport()
+  if (config.REDIS_URL && transport.name === 'memory') {
+    fastify.log.warn('REDIS_URL is set but cross-process delivery is not available yet: live messages reach sockets on this process only')
+  }
   const local = new LocalHub({
     store,
     log: fastify.log.child({ plugin: 'hub' }),

@@ -18,6 +18,9 @@ export const Nullable = <T extends TSchema>(schema: T) => Type.Union([Type.Null(
 
 /** Ids are opaque strings (the existing product uses both uuids and other ids). */
 export const Id = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:@-]+$' })
+const ID = new RegExp(Id.pattern as string)
+/** The same rule outside a schema (the CLI names ids the API must accept). */
+export const isId = (value: string) => value.length <= (Id.maxLength as number) && ID.test(value)
 export const Uuid = Type.String({ format: 'uuid' })
 
 export const BearerHeaders = Type.Object({

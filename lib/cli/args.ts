@@ -1,5 +1,7 @@
 import { parseArgs } from 'node:util'
 import type { UserInput } from '../../schemas/users.js'
+import { isId } from '../../schemas/common.js'
+import { parseIsoDate } from '../dates.js'
 
 /** Bad arguments: the CLI prints one line and exits with 2. */
 export class UsageError extends Error {}
@@ -42,10 +44,7 @@ const COMMANDS: Record<Exclude<Command['name'], 'help'>, { options: Options, pos
   'tokens list': { options: { user: { type: 'string' } }, positionals: [] }
 }
 
-// The same rule as the HTTP API's ids, so whatever the CLI creates the API can name.
-const ID = /^[A-Za-z0-9_.:@-]{1,128}$/
 const EMAIL = /^[^\s@]+@[^\s@]+$/
-const ISO_DATE = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/
 const MAX_CREDITS = 2147483647
 
 /** Turns argv into one validated command, or throws a UsageError naming the problem. */
@@ -81,7 +80,7 @@ export function parseCommand (argv: string[]): Command {
   }
   const id = (option: string, required: boolean) => {
     const value = text(option, { required, max: 128 })
-    if (value !== undefined && !ID.test(value)) throw new UsageError(`${name}: --${option} may only contain letters, digits and _ . : @ -`)
+    if (value !== undefined && !isId(value)) throw new UsageError(`${name}: --${option} may only contain letters, digits and _ . : @ -`)
     return value
   }
 
@@ -115,8 +114,8 @@ export function parseCommand (argv: string[]): Command {
       const expires = text('expires', { max: 64 })
       let expiresAt: Date | null = null
       if (expires !== undefined) {
-        expiresAt = new Date(expires)
-        if (!ISO_DATE.test(expires) || Number.isNaN(expiresAt.getTime())) throw new UsageError(`${name}: --expires must be an ISO-8601 date, e.g. 2030-01-31T00:00:00Z`)
+        expiresAt = parseIsoDate(expires)
+        if (expiresAt === null) throw new UsageError(`${name}: --expires must be an ISO-8601 date, e.g. 2030-01-31T00:00:00Z`)
         if (expiresAt.getTime() <= Date.now()) throw new UsageError(`${name}: --expires must be in the future`)
       }
       return { name, userId: id('user', true) as string, expiresAt, label: text('name') ?? null }
@@ -124,7 +123,7 @@ export function parseCommand (argv: string[]): Command {
     case 'tokens access': return { name, userId: id('user', true) as string }
     case 'tokens revoke': {
       const tokenId = positionals[0]
-      if (!ID.test(tokenId)) throw new UsageError(`${name}: "${tokenId}" is not a token id`)
+      if (!isId(tokenId)) throw new UsageError(`${name}: "${tokenId}" is not a token id`)
       return { name, tokenId }
     }
     case 'tokens list': return { name, userId: id('user', false) ?? null }

@@ -118,6 +118,9 @@ export class Store {
 
 export interface TemplateScope { organizationId: string | null, ownerId: string }
 
+/** Templates belong to a user's organization, or to the user alone when they have none. */
+export const templateScope = (user: User): TemplateScope => ({ organizationId: user.organizationId, ownerId: user.id })
+
 /** Settles with `work`, or rejects when `signal` aborts first: a driver that ignores the signal cannot hold a caller past the timeout. */
 function untilAborted<T> (work: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {

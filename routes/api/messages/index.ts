@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ApiError, badRequest, unauthorized } from '../../../lib/errors.js'
 import { renderTemplate } from '../../../plugins/app/messaging.js'
 import type { Caller } from '../../../plugins/app/auth.js'
+import { templateScope } from '../../../plugins/app/supabase/store.js'
 import { errors } from '../../../schemas/common.js'
 import type { SendResult } from '../../../schemas/messages.js'
 import {
@@ -64,7 +65,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     const caller = callerOf(request)
     const { templateId, recipientIds, placeholders } = request.body
     const template = UUID.test(templateId)
-      ? await store.getTemplate({ organizationId: caller.user.organizationId, ownerId: caller.user.id }, templateId)
+      ? await store.getTemplate(templateScope(caller.user), templateId)
       : null
     if (!template) throw new ApiError(404, 'TEMPLATE_NOT_FOUND', 'Template not found')
     return await send(request, reply, 'send-template', { recipientIds, content: renderTemplate(template.content, placeholders), templateId })

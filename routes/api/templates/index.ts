@@ -2,16 +2,15 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { ApiError, unauthorized } from '../../../lib/errors.js'
 import { assertContentSize } from '../../../plugins/app/messaging.js'
-import type { TemplateScope } from '../../../plugins/app/supabase/store.js'
+import { templateScope, type TemplateScope } from '../../../plugins/app/supabase/store.js'
 import { errors } from '../../../schemas/common.js'
 import {
   CreateTemplateBodySchema, TemplateDeletedResponseSchema, TemplateListResponseSchema, TemplateParamsSchema, TemplateResponseSchema
 } from '../../../schemas/templates.js'
 
-/** Templates belong to the caller's organization, or to the caller alone when they have none. */
 function scopeOf (request: FastifyRequest): TemplateScope {
   if (!request.caller) throw unauthorized()
-  return { organizationId: request.caller.user.organizationId, ownerId: request.caller.user.id }
+  return templateScope(request.caller.user)
 }
 
 // Another organization's template is as absent as one that never existed.

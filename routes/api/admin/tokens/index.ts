@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { badRequest, notFound } from '../../../../lib/errors.js'
+import { parseIsoDate } from '../../../../lib/dates.js'
 import { BearerHeaders, errors } from '../../../../schemas/common.js'
 import {
   CreateApiTokenBodySchema, CreateApiTokenResponseSchema, ListApiTokensQuerySchema, ListApiTokensResponseSchema,
@@ -10,12 +11,10 @@ import {
 /** Parses the optional expiration: absent or null never expires; otherwise a future ISO-8601 date. */
 function parseExpiration (expiration: string | null | undefined): Date | null {
   if (expiration === undefined || expiration === null) return null
-  // Date.parse accepts loose forms ("1", "March 7"); require an ISO-8601 date.
-  const iso = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/
-  const time = iso.test(expiration) ? Date.parse(expiration) : NaN
-  if (Number.isNaN(time)) throw badRequest('expiration must be an ISO-8601 date or null')
-  if (time <= Date.now()) throw badRequest('expiration must be in the future')
-  return new Date(time)
+  const date = parseIsoDate(expiration)
+  if (date === null) throw badRequest('expiration must be an ISO-8601 date or null')
+  if (date.getTime() <= Date.now()) throw badRequest('expiration must be in the future')
+  return date
 }
 
 /** Administrators mint, list and revoke API tokens for the messaging API. */

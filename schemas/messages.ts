@@ -8,7 +8,9 @@ export const StoredMessageSchema = Type.Object({
   content: Type.String(),
   templateId: Nullable(Uuid),
   createdAt: IsoDate,
-  acked: Type.Boolean()
+  acked: Type.Boolean(),
+  /** The id of the transaction that stored it, in inbox results only: the cursor's first half. */
+  xact: Type.Optional(Type.String())
 }, { $id: 'StoredMessage', title: 'StoredMessage' })
 export type StoredMessage = Static<typeof StoredMessageSchema>
 
@@ -86,7 +88,7 @@ export const InboxQuerySchema = Type.Object({
 })
 export type InboxQuery = Static<typeof InboxQuerySchema>
 
-export const InboxMessageSchema = Type.Omit(StoredMessageSchema, ['seq'], { $id: 'InboxMessage', title: 'InboxMessage' })
+export const InboxMessageSchema = Type.Omit(StoredMessageSchema, ['seq', 'xact'], { $id: 'InboxMessage', title: 'InboxMessage' })
 
 export const InboxResponseSchema = Type.Object({
   success: Type.Literal(true),

@@ -5,8 +5,9 @@ import { loadConfig, type Config, type StoreBackend } from '../../lib/config.js'
 import { serverOptions } from '../../lib/server-options.js'
 import { createPgliteDriver } from '../../plugins/app/supabase/drivers/pglite.js'
 import { migrate } from '../../plugins/app/supabase/migrate.js'
-import type { RpcDriver } from '../../plugins/app/supabase/driver.js'
+import type { RpcDriver, SqlAccess } from '../../plugins/app/supabase/driver.js'
 import type { User, UserInput } from '../../schemas/users.js'
+import { prepareSupabaseRoles } from './postgrest.js'
 
 export const TEST_SECRET = 'test-secret-test-secret-test-secret-0123456789'
 
@@ -22,20 +23,27 @@ export function testConfig (env: Record<string, string> = {}, store: StoreBacken
   return { ...config, store }
 }
 
-let migratedDump: Promise<Blob> | undefined
+const migratedDumps = new Map<boolean, Promise<Blob>>()
 /**
  * A fresh in-memory embedded store, migrated. Creating PGlite costs seconds, so the
  * first one is dumped and every later one in this process starts from that dump.
+ * `supabase`: with Supabase's roles and default privileges in place before migrating,
+ * for the PostgREST stand-in.
  */
-export async function freshPglite (): Promise<RpcDriver> {
-  migratedDump ??= (async () => {
-    const template = await createPgliteDriver(null)
-    await migrate(template.sql!)
-    const dump = await template.dump()
-    await template.close()
-    return dump
-  })()
-  return await createPgliteDriver(null, await migratedDump)
+export async function freshPglite ({ supabase = false }: { supabase?: boolean } = {}): Promise<RpcDriver & { sql: SqlAccess }> {
+  let dump = migratedDumps.get(supabase)
+  if (!dump) {
+    dump = (async () => {
+      const template = await createPgliteDriver(null)
+      if (supabase) await prepareSupabaseRoles(template.sql)
+      await migrate(template.sql)
+      const blob = await template.dump()
+      await template.close()
+      return blob
+    })()
+    migratedDumps.set(supabase, dump)
+  }
+  return await createPgliteDriver(null, await dump)
 }
 
 export interface BuildOptions {

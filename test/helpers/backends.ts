@@ -6,7 +6,7 @@ import { createPostgresDriver } from '../../plugins/app/supabase/drivers/postgre
 import { createSupabaseDriver } from '../../plugins/app/supabase/drivers/supabase.js'
 import { migrate } from '../../plugins/app/supabase/migrate.js'
 import { freshPglite } from './app.js'
-import { startPostgrest } from './postgrest.js'
+import { prepareSupabaseRoles, startPostgrest, supabaseKey } from './postgrest.js'
 
 /**
  * The storage backends a suite runs against:
@@ -15,7 +15,8 @@ import { startPostgrest } from './postgrest.js'
  * - `postgres`: postgres.js on a fresh database of the server at TEST_DATABASE_URL;
  * - `supabase`: the real supabase-js driver talking to a local PostgREST-compatible
  *   endpoint (test/helpers/postgrest.ts), which runs on a fresh Postgres database
- *   when TEST_DATABASE_URL is set and on PGlite otherwise (always).
+ *   when TEST_DATABASE_URL is set and on PGlite otherwise (always), with Supabase's
+ *   roles and default privileges, calling as service_role.
  *
  * Usage:
  *
@@ -40,7 +41,10 @@ export interface TestBackend {
   open (t: Test): Promise<{ driver: RpcDriver, sql: SqlAccess }>
 }
 
-export const SERVICE_ROLE_KEY = 'test-service-role-key'
+/** The test project's service_role key, a JWT the PostgREST stand-in verifies. */
+export const SERVICE_ROLE_KEY = supabaseKey('service_role')
+/** Its public anon key: what anyone can read out of a Supabase web app. */
+export const ANON_KEY = supabaseKey('anon')
 
 export function testBackends (): TestBackend[] {
   const databaseUrl = process.env.TEST_DATABASE_URL
@@ -53,8 +57,8 @@ export function testBackends (): TestBackend[] {
       return { driver, sql: driver.sql }
     }),
     backend('supabase', false, async t => {
-      const { sql } = databaseUrl ? await postgresDriver(t, databaseUrl) : await pglite(t)
-      const postgrest = await startPostgrest(sql, SERVICE_ROLE_KEY)
+      const { sql } = databaseUrl ? await postgresDriver(t, databaseUrl, { supabase: true }) : await pglite(t, { supabase: true })
+      const postgrest = await startPostgrest(sql)
       t.after(() => postgrest.close())
       const driver = createSupabaseDriver(postgrest.url, SERVICE_ROLE_KEY)
       t.after(() => driver.close())
@@ -70,16 +74,17 @@ export function requireDatabaseUrl (): string {
   return url
 }
 
-async function pglite (t: Test): Promise<{ driver: RpcDriver, sql: SqlAccess }> {
-  const driver = await freshPglite()
+async function pglite (t: Test, options: { supabase?: boolean } = {}): Promise<{ driver: RpcDriver, sql: SqlAccess }> {
+  const driver = await freshPglite(options)
   t.after(() => driver.close())
-  return { driver, sql: driver.sql! }
+  return { driver, sql: driver.sql }
 }
 
-/** postgres.js on a fresh migrated database of the server. */
-async function postgresDriver (t: Test, serverUrl: string) {
+/** postgres.js on a fresh migrated database of the server (`supabase`: prepared as a Supabase project first). */
+export async function postgresDriver (t: Test, serverUrl: string, { supabase = false } = {}) {
   const driver = createPostgresDriver(await freshDatabase(t, serverUrl), { timeoutMs: 10_000, max: 4 })
   t.after(() => driver.close())
+  if (supabase) await prepareSupabaseRoles(driver.sql)
   await migrate(driver.sql)
   return driver
 }

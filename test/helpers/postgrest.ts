@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { createSigner, createVerifier } from 'fast-jwt'
 import type { SqlAccess } from '../../plugins/app/supabase/driver.js'
 
 /**
@@ -7,9 +8,14 @@ import type { SqlAccess } from '../../plugins/app/supabase/driver.js'
  * Supabase's gateway and PostgREST do for supabase-js `rpc()`, executing the call
  * on a real database (Postgres, or PGlite when no server is available).
  *
- * Like PostgREST, it finds the function by name and argument names, converts the
- * JSON body to the parameter types with `json_to_record`, answers the function's
- * result as JSON (`null` for SQL NULL), and maps SQLSTATEs to HTTP statuses.
+ * Like PostgREST, it verifies the bearer JWT with the project's JWT secret and runs
+ * each call in a transaction under the token's `role` claim (`set local role`), so a
+ * call has exactly the privileges it has on Supabase; it finds the function by name
+ * and argument names, converts the JSON body to the parameter types with
+ * `json_to_record`, answers the function's result as JSON (`null` for SQL NULL), and
+ * maps SQLSTATEs to HTTP statuses.
+ *
+ * The database must have Supabase's roles: see `prepareSupabaseRoles`.
  */
 export interface PostgrestFixture {
   /** The project URL to give createClient(). */
@@ -19,7 +25,47 @@ export interface PostgrestFixture {
 
 interface PostgrestError { code: string, message: string, details: string | null, hint: string | null }
 
-export async function startPostgrest (sql: SqlAccess, serviceRoleKey: string): Promise<PostgrestFixture> {
+/** The test project's JWT secret: Supabase signs its anon and service_role keys with it. */
+export const POSTGREST_JWT_SECRET = 'test-postgrest-jwt-secret-test-postgrest-jwt-secret'
+
+/** An API key as Supabase issues them: an HS256 JWT naming the database role. */
+export function supabaseKey (role: 'anon' | 'authenticated' | 'service_role', secret = POSTGREST_JWT_SECRET): string {
+  return createSigner({ key: secret, algorithm: 'HS256' })({ role, iss: 'supabase' })
+}
+
+const ROLE = /^[a-z_][a-z0-9_]*$/
+
+/**
+ * What a Supabase project has before our migrations run: the API roles (cluster-wide
+ * on Postgres, so created idempotently; granted to the connecting user so it may
+ * `set role`), and Supabase's default privileges, which grant every new table,
+ * sequence and function in `public` to them. Migrations must take those back.
+ */
+export async function prepareSupabaseRoles (sql: SqlAccess): Promise<void> {
+  await sql.exec(`
+    do $$
+    declare r text;
+    begin
+      foreach r in array array['anon', 'authenticated', 'service_role'] loop
+        begin
+          if not exists (select 1 from pg_roles where rolname = r) then
+            execute format('create role %I nologin%s', r, case when r = 'service_role' then ' bypassrls' else '' end);
+          end if;
+        exception when duplicate_object or unique_violation then null; -- another test created it meanwhile
+        end;
+        begin
+          execute format('grant %I to current_user', r);
+        exception when others then null; -- already a member, or granted concurrently
+        end;
+      end loop;
+    end $$;
+    alter default privileges in schema public grant all on tables to anon, authenticated, service_role;
+    alter default privileges in schema public grant all on sequences to anon, authenticated, service_role;
+    alter default privileges in schema public grant all on functions to anon, authenticated, service_role;`)
+}
+
+export async function startPostgrest (sql: SqlAccess, { jwtSecret = POSTGREST_JWT_SECRET }: { jwtSecret?: string } = {}): Promise<PostgrestFixture> {
+  const verify = createVerifier({ key: jwtSecret, algorithms: ['HS256'] })
   const signatures = new Map<string, Array<{ name: string, type: string }>>()
 
   async function signature (fn: string) {
@@ -36,7 +82,24 @@ export async function startPostgrest (sql: SqlAccess, serviceRoleKey: string): P
     return args
   }
 
-  async function rpc (fn: string, body: Record<string, unknown>): Promise<{ status: number, body: string }> {
+  /** The role a request runs as, or null when its keys are not JWTs signed with the secret. */
+  function roleOf (req: IncomingMessage): string | null {
+    const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1]
+    // The gateway admits only a valid `apikey`; PostgREST then takes the role from the bearer token.
+    const keys = [req.headers.apikey, bearer ?? req.headers.apikey]
+    let role: unknown = null
+    for (const key of keys) {
+      if (typeof key !== 'string') return null
+      try {
+        role = (verify(key) as { role?: unknown }).role
+      } catch {
+        return null
+      }
+    }
+    return typeof role === 'string' && ROLE.test(role) ? role : null
+  }
+
+  async function rpc (fn: string, body: Record<string, unknown>, role: string): Promise<{ status: number, body: string }> {
     const args = /^[a-z_][a-z0-9_]*$/.test(fn) ? await signature(fn) : null
     const names = Object.keys(body).sort()
     if (!args || args.map(a => a.name).sort().join() !== names.join()) {
@@ -52,7 +115,10 @@ export async function startPostgrest (sql: SqlAccess, serviceRoleKey: string): P
       ? `select coalesce(to_jsonb(${call})::text, 'null') as body`
       : `select coalesce(to_jsonb(${call})::text, 'null') as body
          from json_to_record($1::text::json) as _(${args.map(a => `"${a.name}" ${a.type}`).join(', ')})`
-    const rows = await sql.query<{ body: string }>(text, args.length === 0 ? [] : [JSON.stringify(body)])
+    const rows = await sql.transaction(async tx => {
+      await tx.exec(`set local role "${role}"`)
+      return await tx.query<{ body: string }>(text, args.length === 0 ? [] : [JSON.stringify(body)])
+    })
     return { status: 200, body: rows[0].body }
   }
 
@@ -61,8 +127,8 @@ export async function startPostgrest (sql: SqlAccess, serviceRoleKey: string): P
     const chunks: Buffer[] = []
     for await (const chunk of req) chunks.push(chunk as Buffer)
 
-    // The gateway checks `apikey`, PostgREST the bearer token: both must be the key.
-    if (req.headers.apikey !== serviceRoleKey || req.headers.authorization !== `Bearer ${serviceRoleKey}`) {
+    const role = roleOf(req)
+    if (role === null) {
       return send(res, error(401, { code: 'PGRST301', message: 'Invalid API key', details: null, hint: 'Double check your Supabase `anon` or `service_role` API key.' }))
     }
     if (!match) return send(res, error(404, { code: 'PGRST125', message: `Invalid path specified in request URL: ${req.url}`, details: null, hint: null }))
@@ -80,11 +146,13 @@ export async function startPostgrest (sql: SqlAccess, serviceRoleKey: string): P
     }
 
     try {
-      send(res, await rpc(decodeURIComponent(match[1]), body as Record<string, unknown>))
+      send(res, await rpc(decodeURIComponent(match[1]), body as Record<string, unknown>, role))
     } catch (err) {
       const e = err as { code?: unknown, message?: string, detail?: string, hint?: string }
       if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) {
-        send(res, error(statusForSqlState(e.code), { code: e.code, message: e.message ?? '', details: e.detail ?? null, hint: e.hint ?? null }))
+        // PostgREST answers a privilege error 401 to the anonymous role, 403 to others.
+        const status = e.code === '42501' && role === 'anon' ? 401 : statusForSqlState(e.code)
+        send(res, error(status, { code: e.code, message: e.message ?? '', details: e.detail ?? null, hint: e.hint ?? null }))
       } else {
         // No SQLSTATE: the database could not be reached.
         send(res, error(503, { code: 'PGRST001', message: 'Database client error. Retrying the connection.', details: e.message ?? null, hint: null }))

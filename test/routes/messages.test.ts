@@ -260,7 +260,7 @@ t.test('the messaging routes answer 401 with the documented body to anything but
       t.equal(res.json().error, 'Unauthorized: Missing or invalid token', `${route} with ${name}: the documented error`)
     }
   }
-  t.same(await app.store.inbox(user.id, 0, 10), [], 'nothing was stored')
+  t.same(await app.store.inbox(user.id, null, 10), [], 'nothing was stored')
 })
 
 t.test('an API token stops working as soon as it is revoked', async t => {
@@ -298,7 +298,7 @@ t.test('limits answer 413 naming the cap, and store nothing', async t => {
   }
   const rendered = await post(app, 'send-template', token, { templateId: template.json().template.id, recipientIds: [user.id], placeholders: { x: big } })
   t.equal(rendered.statusCode, 413, 'a template is capped once filled')
-  t.equal((await app.store.inbox(user.id, 0, 10)).length, 1, 'only the accepted send was stored')
+  t.equal((await app.store.inbox(user.id, null, 10)).length, 1, 'only the accepted send was stored')
 })
 
 t.test('a recipient list over the default cap gets the 413, not a schema error', async t => {
@@ -338,7 +338,7 @@ t.test('bad requests get a 400 envelope and store nothing', async t => {
   }
   t.equal((await post(app, 'send-private', token, { recipientId: user.id, content: 'x' }, { 'idempotency-key': 'k'.repeat(255) })).statusCode, 200,
     'a 255-character key is fine')
-  t.equal((await app.store.inbox(user.id, 0, 10)).length, 1)
+  t.equal((await app.store.inbox(user.id, null, 10)).length, 1)
 
   const unknownTemplate = await post(app, 'send-template', token, { templateId: 'template123', recipientIds: [user.id] })
   t.equal(unknownTemplate.statusCode, 404, 'a template id that names no template, uuid or not, is a 404')

@@ -103,8 +103,8 @@ for (const backend of testBackends()) {
       t.equal(await store.getUser(doomed.id), null)
       t.equal(await store.authenticateApiToken(tokenId), null)
       t.same(await store.listTemplates({ organizationId: null, ownerId: doomed.id }), [])
-      t.same(await store.inbox(doomed.id, 0, 10), [])
-      t.equal((await store.inbox(other.id, 0, 10)).length, 1, 'other recipients keep the message')
+      t.same(await store.inbox(doomed.id, null, 10), [])
+      t.equal((await store.inbox(other.id, null, 10)).length, 1, 'other recipients keep the message')
 
       t.same(await store.deleteUser({ id: other.id }), [other.id])
       t.same(await store.deleteUser({ id: other.id }), [], 'deleting again deletes nothing')
@@ -198,7 +198,7 @@ for (const backend of testBackends()) {
 
       const refused = await store.send({ ...sendFrom(sender), recipientIds: [colleague.id, 'ghost_1', outsider.id, 'ghost_2'] })
       t.same(refused, { ok: false, error: 'invalid_recipients', ids: ['ghost_1', outsider.id, 'ghost_2'] })
-      t.same(await store.inbox(colleague.id, 0, 10), [], 'valid recipients got nothing either')
+      t.same(await store.inbox(colleague.id, null, 10), [], 'valid recipients got nothing either')
 
       const loner = await user({ organization_id: null })
       t.same(await store.send({ ...sendFrom(loner), recipientIds: [colleague.id] }), { ok: false, error: 'invalid_recipients', ids: [colleague.id] })
@@ -229,14 +229,14 @@ for (const backend of testBackends()) {
       t.equal(first.replayed, false)
       const replay = await sent(keyed)
       t.same(replay, { ...first, replayed: true }, 'the same response')
-      t.equal((await store.inbox(recipient.id, 0, 10)).length, 1, 'stored once')
+      t.equal((await store.inbox(recipient.id, null, 10)).length, 1, 'stored once')
 
       t.same(await store.send({ ...keyed, requestHash: 'hash-2' }), { ok: false, error: 'idempotency_mismatch' })
 
       const theirs = await sent({ ...keyed, ...sendFrom(other), recipientIds: [recipient.id], idempotencyKey: 'key-1', requestHash: 'hash-2' })
       t.equal(theirs.replayed, false, "another caller's key is a different key")
       t.not(theirs.messages[0].id, first.messages[0].id)
-      t.equal((await store.inbox(recipient.id, 0, 10)).length, 2)
+      t.equal((await store.inbox(recipient.id, null, 10)).length, 2)
 
       const refused = await store.send({ ...keyed, recipientIds: ['ghost'], idempotencyKey: 'key-2' })
       t.match(refused, { ok: false, error: 'invalid_recipients' })
@@ -296,11 +296,11 @@ for (const backend of testBackends()) {
       t.equal(await store.ack(reader.id, [randomUUID()]), 0)
 
       t.same((await store.pendingMessages(reader.id, 0, 10)).map(m => m.id), [ids[2]])
-      const inbox = await store.inbox(reader.id, 0, 10)
+      const inbox = await store.inbox(reader.id, null, 10)
       t.same(inbox.map(m => [m.id, m.acked]), [[ids[0], true], [ids[1], true], [ids[2], false]])
-      t.same((await store.inbox(reader.id, inbox[0].seq, 10)).map(m => m.id), ids.slice(1))
-      t.same((await store.inbox(reader.id, 0, 1)).map(m => m.id), ids.slice(0, 1))
-      t.same(await store.inbox(sender.id, 0, 10), [])
+      t.same((await store.inbox(reader.id, { xact: inbox[0].xact!, seq: inbox[0].seq }, 10)).map(m => m.id), ids.slice(1))
+      t.same((await store.inbox(reader.id, null, 1)).map(m => m.id), ids.slice(0, 1))
+      t.same(await store.inbox(sender.id, null, 10), [])
     })
 
     t.test("acks of many recipients are written in one call, each only for the recipient's own messages", async t => {

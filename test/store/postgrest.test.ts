@@ -2,14 +2,12 @@ import { createClient } from '@supabase/supabase-js'
 import t, { type Test } from 'tap'
 import WebSocket from 'ws'
 import type { SqlAccess } from '../../plugins/app/supabase/driver.js'
-import { createPostgresDriver } from '../../plugins/app/supabase/drivers/postgres.js'
 import { SupabaseRpcError } from '../../plugins/app/supabase/drivers/supabase.js'
-import { migrate } from '../../plugins/app/supabase/migrate.js'
 import { Store } from '../../plugins/app/supabase/store.js'
 import { DependencyUnavailableError } from '../../lib/errors.js'
 import { freshPglite } from '../helpers/app.js'
-import { freshDatabase, SERVICE_ROLE_KEY, testBackends } from '../helpers/backends.js'
-import { startPostgrest, statusForSqlState } from '../helpers/postgrest.js'
+import { ANON_KEY, postgresDriver, SERVICE_ROLE_KEY, testBackends } from '../helpers/backends.js'
+import { startPostgrest, statusForSqlState, supabaseKey } from '../helpers/postgrest.js'
 
 // The endpoint the Supabase backend is tested against must answer like PostgREST,
 // or the conformance suite proves nothing about the real service.
@@ -20,38 +18,53 @@ const databases: Array<{ name: string, skip: string | false, open (t: Test): Pro
     name: 'pglite',
     skip: false,
     async open (t) {
-      const driver = await freshPglite()
+      const driver = await freshPglite({ supabase: true })
       t.after(() => driver.close())
-      return driver.sql!
+      return driver.sql
     }
   },
   {
     name: 'postgres',
     skip: noDatabase,
     async open (t) {
-      const driver = createPostgresDriver(await freshDatabase(t, process.env.TEST_DATABASE_URL!), { timeoutMs: 10_000, max: 2 })
-      t.after(() => driver.close())
-      await migrate(driver.sql)
-      return driver.sql
+      return (await postgresDriver(t, process.env.TEST_DATABASE_URL!, { supabase: true })).sql
     }
   }
 ]
 
 for (const database of databases) {
   t.test(`the PostgREST endpoint on ${database.name}`, { skip: database.skip }, async t => {
-    const postgrest = await startPostgrest(await database.open(t), SERVICE_ROLE_KEY)
+    const postgrest = await startPostgrest(await database.open(t))
     t.after(() => postgrest.close())
     const rpc = (fn: string, body: unknown, headers: Record<string, string> = { apikey: SERVICE_ROLE_KEY, authorization: `Bearer ${SERVICE_ROLE_KEY}` }) =>
       fetch(`${postgrest.url}/rest/v1/rpc/${fn}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) })
 
-    t.test('requires the service role key as apikey and bearer token', async t => {
-      const wrong: Array<Record<string, string>> = [{}, { apikey: SERVICE_ROLE_KEY }, { authorization: `Bearer ${SERVICE_ROLE_KEY}` }, { apikey: 'wrong', authorization: 'Bearer wrong' }]
+    t.test('requires API keys that are JWTs signed with the project secret', async t => {
+      const foreign = supabaseKey('service_role', 'another-secret-another-secret-another-secret')
+      const wrong: Array<Record<string, string>> = [
+        {},
+        { authorization: `Bearer ${SERVICE_ROLE_KEY}` },
+        { apikey: 'test-service-role-key', authorization: 'Bearer test-service-role-key' },
+        { apikey: SERVICE_ROLE_KEY, authorization: 'Bearer wrong' },
+        { apikey: foreign, authorization: `Bearer ${foreign}` }
+      ]
       for (const headers of wrong) {
         const res = await rpc('gatehouse_health', {}, headers)
-        t.equal(res.status, 401)
-        t.match(await res.json(), { code: String, message: 'Invalid API key', details: null, hint: String })
+        t.equal(res.status, 401, JSON.stringify(Object.keys(headers)))
+        t.match(await res.json(), { code: 'PGRST301', message: 'Invalid API key', details: null, hint: String })
       }
       t.equal((await rpc('gatehouse_health', {})).status, 200)
+      t.equal((await rpc('gatehouse_health', {}, { apikey: SERVICE_ROLE_KEY })).status, 200, 'without a bearer token the apikey decides')
+    })
+
+    t.test("runs each call as the token's role", async t => {
+      const anon = await rpc('gatehouse_health', {}, { apikey: ANON_KEY, authorization: `Bearer ${ANON_KEY}` })
+      t.equal(anon.status, 401, 'the anonymous role may not call it')
+      t.match(await anon.json(), { code: '42501', message: /permission denied/ })
+      const authenticated = supabaseKey('authenticated')
+      const signedIn = await rpc('gatehouse_health', {}, { apikey: ANON_KEY, authorization: `Bearer ${authenticated}` })
+      t.equal(signedIn.status, 403, 'a signed-in user neither')
+      t.match(await signedIn.json(), { code: '42501' })
     })
 
     t.test('answers a function result as JSON, and SQL NULL as null', async t => {

@@ -82,7 +82,7 @@ t.test('supabase: a gateway that never answers is unavailable after the timeout'
 t.test('supabase: PostgREST up with its database down is unavailable', HANG_GUARD, async t => {
   const database = createPostgresDriver(`postgres://gatehouse:gatehouse@127.0.0.1:${await closedPort()}/gatehouse`, { timeoutMs: STORE_TIMEOUT_MS })
   t.after(() => database.close())
-  const postgrest = await startPostgrest(database.sql, SERVICE_ROLE_KEY)
+  const postgrest = await startPostgrest(database.sql)
   t.after(() => postgrest.close())
   const store = storeOn(t, createSupabaseDriver(postgrest.url, SERVICE_ROLE_KEY))
   await assertUnavailable(t, store)
@@ -96,9 +96,9 @@ t.test('postgres: the first refused connection is reported with its cause', HANG
 })
 
 t.test('supabase: the endpoint stopped after it answered', HANG_GUARD, async t => {
-  const database = await freshPglite()
+  const database = await freshPglite({ supabase: true })
   t.after(() => database.close())
-  const postgrest = await startPostgrest(database.sql!, SERVICE_ROLE_KEY)
+  const postgrest = await startPostgrest(database.sql!)
   const store = storeOn(t, createSupabaseDriver(postgrest.url, SERVICE_ROLE_KEY))
   await t.resolves(store.ping(), 'answers while up')
   await postgrest.close()
@@ -119,9 +119,9 @@ t.test('supabase: a gateway answering 502, 503 or 504 with an HTML page is unava
 })
 
 t.test('supabase: a wrong service role key is a configuration error, not an outage', HANG_GUARD, async t => {
-  const database = await freshPglite()
+  const database = await freshPglite({ supabase: true })
   t.after(() => database.close())
-  const postgrest = await startPostgrest(database.sql!, SERVICE_ROLE_KEY)
+  const postgrest = await startPostgrest(database.sql!)
   t.after(() => postgrest.close())
   const error = await storeOn(t, createSupabaseDriver(postgrest.url, 'not-the-key')).ping().then(() => null, (e: unknown) => e as Error)
   t.notOk(error instanceof DependencyUnavailableError)

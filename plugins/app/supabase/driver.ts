@@ -4,6 +4,11 @@
  */
 export interface RpcDriver {
   readonly kind: 'pglite' | 'postgres' | 'supabase'
+  /**
+   * `signal` aborts when the caller stops waiting altogether. A driver that can have
+   * the database cancel a call at the store's deadline does so, and answers the
+   * outcome (a result, or the cancellation) rather than leaving it unknown.
+   */
   call (fn: string, args: Record<string, unknown>, signal: AbortSignal): Promise<unknown>
   /** Direct SQL, for migrations; only backends with a database connection have it. */
   sql?: SqlAccess
@@ -34,4 +39,9 @@ export function callStatement (fn: string, args: Record<string, unknown>): { tex
 /** SQLSTATE classes that mean "the server cannot serve us right now". */
 export function isUnavailableSqlState (code: unknown): boolean {
   return typeof code === 'string' && /^(08|53|57|58)/.test(code)
+}
+
+/** A call given up on before it reached the database: it has no effect. */
+export class CallWithdrawnError extends Error {
+  constructor () { super('the store did not start the call within its deadline') }
 }

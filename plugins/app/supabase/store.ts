@@ -3,7 +3,10 @@ import type { User, UserInput } from '../../../schemas/users.js'
 import type { ApiToken } from '../../../schemas/tokens.js'
 import type { Template } from '../../../schemas/templates.js'
 import type { SendInput, SendOutcome, SendResult, StoredMessage } from '../../../schemas/messages.js'
-import type { RpcDriver } from './driver.js'
+import { CallWithdrawnError, type RpcDriver } from './driver.js'
+
+/** Beyond twice the store timeout, for the database's answer to reach us. */
+const VERDICT_GRACE_MS = 1000
 
 /**
  * The storage contract. One implementation for every backend: each method is one
@@ -14,12 +17,20 @@ export class Store {
 
   get backend () { return this.driver.kind }
 
+  /**
+   * The Postgres driver has the server cancel a statement at `timeoutMs` and waits for
+   * that verdict, so a 503 means the call changed nothing. A call started just before
+   * the deadline may need up to another `timeoutMs`; past that (the connection itself is
+   * gone) the caller is answered anyway and the outcome is unknown.
+   */
   private async call<T> (fn: string, args: Record<string, unknown> = {}): Promise<T> {
-    const signal = AbortSignal.timeout(this.timeoutMs)
+    const signal = AbortSignal.timeout(this.timeoutMs * 2 + VERDICT_GRACE_MS)
     try {
       return await untilAborted(this.driver.call(fn, args, signal), signal) as T
     } catch (error) {
-      if (signal.aborted || this.driver.isUnavailable(error)) throw new DependencyUnavailableError('Storage', error)
+      if (signal.aborted || error instanceof CallWithdrawnError || this.driver.isUnavailable(error)) {
+        throw new DependencyUnavailableError('Storage', error)
+      }
       throw error
     }
   }
@@ -89,9 +100,15 @@ export class Store {
     return this.call<StoredMessage[]>('gatehouse_pending', { p_recipient: recipientId, p_after_seq: afterSeq, p_limit: limit })
   }
 
-  /** Every message after `afterSeq`, acknowledged or not, oldest first. */
-  inbox (recipientId: string, afterSeq: number, limit: number) {
-    return this.call<StoredMessage[]>('gatehouse_inbox', { p_recipient: recipientId, p_after_seq: afterSeq, p_limit: limit })
+  /**
+   * Every message after a cursor, acknowledged or not, in commit order; only messages
+   * no later commit can precede (see the inbox migration), so following the last
+   * message's position never skips one.
+   */
+  inbox (recipientId: string, after: InboxPosition | null, limit: number) {
+    return this.call<StoredMessage[]>('gatehouse_inbox', {
+      p_recipient: recipientId, p_after_xact: after?.xact ?? null, p_after_seq: after?.seq ?? 0, p_limit: limit
+    })
   }
 
   /** Acknowledges a recipient's messages; ids of other recipients' messages are ignored. */
@@ -115,6 +132,9 @@ export class Store {
 
   close () { return this.driver.close() }
 }
+
+/** A place in an inbox: the writing transaction and seq of the last message read; `xact` null for a seq-only cursor from older versions. */
+export interface InboxPosition { xact: string | null, seq: number }
 
 export interface TemplateScope { organizationId: string | null, ownerId: string }
 

@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ApiError, badRequest, unauthorized } from '../../../lib/errors.js'
 import { renderTemplate } from '../../../plugins/app/messaging.js'
 import type { Caller } from '../../../plugins/app/auth.js'
-import { templateScope } from '../../../plugins/app/supabase/store.js'
+import { templateScope, type InboxPosition } from '../../../plugins/app/supabase/store.js'
 import { errors } from '../../../schemas/common.js'
 import type { SendResult } from '../../../schemas/messages.js'
 import {
@@ -14,12 +14,20 @@ import {
 const UNAUTHORIZED = 'Unauthorized: Missing or invalid token'
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
-/** Inbox cursors are opaque to clients; today they wrap the message sequence number. */
-export const encodeCursor = (seq: number) => Buffer.from(`m${seq}`).toString('base64url')
-export function decodeCursor (cursor: string): number {
-  const match = /^m(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'))
-  if (!match || encodeCursor(Number(match[1])) !== cursor) throw badRequest('Invalid cursor: pass the nextCursor of a previous page')
-  return Number(match[1])
+/**
+ * Inbox cursors are opaque to clients: `x<xact>.<seq>`, the position of the last
+ * message read in commit order. `m<seq>` cursors, from before commit order, are
+ * still accepted (the store resumes conservatively from them).
+ */
+export function encodeCursor (position: InboxPosition): string {
+  const text = position.xact === null ? `m${position.seq}` : `x${position.xact}.${position.seq}`
+  return Buffer.from(text).toString('base64url')
+}
+export function decodeCursor (cursor: string): InboxPosition {
+  const match = /^(?:m|x(\d{1,19})\.)(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'))
+  const position = match ? { xact: match[1] ?? null, seq: Number(match[2]) } : null
+  if (!position || encodeCursor(position) !== cursor) throw badRequest('Invalid cursor: pass the nextCursor of a previous page')
+  return position
 }
 
 function callerOf (request: FastifyRequest): Caller {
@@ -113,10 +121,10 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   }, async function inbox (request, reply) {
     const { after, limit } = request.query
     reply.header('cache-control', 'no-store')
-    const afterSeq = after === undefined ? 0 : decodeCursor(after)
-    const messages = await store.inbox(callerOf(request).user.id, afterSeq, limit)
+    const position = after === undefined ? null : decodeCursor(after)
+    const messages = await store.inbox(callerOf(request).user.id, position, limit)
     const last = messages.at(-1)
-    return { success: true as const, messages, nextCursor: last ? encodeCursor(last.seq) : after ?? null }
+    return { success: true as const, messages, nextCursor: last ? encodeCursor({ xact: last.xact ?? null, seq: last.seq }) : after ?? null }
   })
 
   fastify.post('/ack', {

@@ -1,5 +1,5 @@
 import postgres from 'postgres'
-import { callStatement, isUnavailableSqlState, type RpcDriver, type SqlAccess } from '../driver.js'
+import { CallWithdrawnError, callStatement, isUnavailableSqlState, type RpcDriver, type SqlAccess } from '../driver.js'
 
 const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'EAI_AGAIN',
   'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED'])
@@ -16,7 +16,7 @@ export function createPostgresDriver (url: string, { timeoutMs, max = 10 }: { ti
     // server should be noticed within a second.
     backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 1),
     onnotice: () => {},
-    // The server gives up on a statement shortly after we stop waiting for it.
+    // Calls set their own statement_timeout; this bounds direct SQL (the CLI, tests).
     connection: { statement_timeout: timeoutMs + 1000, application_name: 'gatehouse' }
   })
   let closed: Promise<void> | undefined
@@ -24,18 +24,36 @@ export function createPostgresDriver (url: string, { timeoutMs, max = 10 }: { ti
     kind: 'postgres',
     async call (fn, args, signal) {
       const { text, values } = callStatement(fn, args)
-      const query = sql.unsafe(text, values as Values)
-      // Only a query still waiting for a connection is withdrawn: cancelling one the server
-      // is running opens a second connection whose failure postgres.js leaves unhandled.
-      // statement_timeout ends those on the server instead.
-      const cancel = () => { if (!(query as unknown as { state: unknown }).state) query.cancel() }
-      signal.addEventListener('abort', cancel, { once: true })
-      try {
-        const rows = await query
+      // Each call is a transaction whose statement the server cancels at the deadline, so
+      // a timed-out call has changed nothing (statement_timeout set per transaction also
+      // holds behind a transaction-mode pooler). A call still waiting for a connection at
+      // the deadline is withdrawn and never runs. The outcome of a call that did start
+      // is always the server's: the result, or the cancellation (57014, "unavailable").
+      let state: 'waiting' | 'running' | 'withdrawn' = 'waiting'
+      const work = sql.begin(async tx => {
+        if (state === 'withdrawn') throw new CallWithdrawnError()
+        state = 'running'
+        const [, rows] = await Promise.all([
+          tx.unsafe("select set_config('statement_timeout', $1, true)", [String(timeoutMs)]),
+          tx.unsafe(text, values as Values)
+        ])
         return rows[0]?.result ?? null
-      } finally {
-        signal.removeEventListener('abort', cancel)
-      }
+      })
+      return await new Promise((resolve, reject) => {
+        const withdraw = () => {
+          if (state !== 'waiting') return
+          state = 'withdrawn'
+          reject(new CallWithdrawnError())
+        }
+        const deadline = setTimeout(withdraw, timeoutMs)
+        // The caller gave up entirely (the connection is gone): stop waiting too.
+        const giveUp = () => { withdraw(); reject(signal.reason) }
+        signal.addEventListener('abort', giveUp, { once: true })
+        work.then(resolve, reject).finally(() => {
+          clearTimeout(deadline)
+          signal.removeEventListener('abort', giveUp)
+        })
+      })
     },
     sql: access(sql, sql.begin.bind(sql)),
     isUnavailable (error) {

@@ -63,6 +63,28 @@ for (const backend of testBackends()) {
       t.equal(all.messages.length, 6, 'an API token reads the inbox too, 100 at most by default')
     })
 
+    t.test('a cursor from an earlier version is accepted and skips nothing', async t => {
+      const sender = await createUser(app)
+      const reader = await createUser(app)
+      const ids = await sendNumbered(app, sender, reader, 3)
+      const token = accessTokenFor(app, reader)
+      const seqs = (await app.store.pendingMessages(reader.id, 0, 10)).map(m => m.seq)
+      const legacy = (seq: number) => Buffer.from(`m${seq}`).toString('base64url')
+
+      const res = await get(app, token, `?after=${legacy(seqs[0])}`)
+      t.equal(res.statusCode, 200)
+      const page = res.json()
+      const read = page.messages.map((m: { id: string }) => m.id)
+      t.ok(ids.slice(1).every(id => read.includes(id)), 'every message after it comes')
+      t.not(page.nextCursor, legacy(seqs[0]), 'and a current cursor to continue with')
+      t.same((await get(app, token, `?after=${page.nextCursor}`)).json().messages, [])
+
+      const atEnd = (await get(app, token, `?after=${legacy(seqs[2])}`)).json()
+      t.same(atEnd, { success: true, messages: [], nextCursor: legacy(seqs[2]) }, 'at the end it is kept')
+      await sendNumbered(app, sender, reader, 1)
+      t.same((await get(app, token, `?after=${legacy(seqs[2])}`)).json().messages.map((m: { content: string }) => m.content), ['message 1'])
+    })
+
     t.test('an inbox holds only its owner\'s messages', async t => {
       const sender = await createUser(app)
       const a = await createUser(app)

@@ -42,6 +42,20 @@ export class Store {
     return result.deletedIds
   }
 
+  /**
+   * Applies a Clerk user event once per svix delivery id, in the order Clerk made
+   * the changes, and never after the user's deletion (see gatehouse_clerk_user_event).
+   */
+  applyClerkUserEvent (event: ClerkUserEvent) {
+    return this.call<ClerkUserEventOutcome>('gatehouse_clerk_user_event', {
+      p_delivery_id: event.deliveryId,
+      p_type: event.type,
+      p_clerk_id: event.clerkId,
+      p_event_at: event.eventAt.toISOString(),
+      p_user: event.type === 'user.upsert' ? event.user : null
+    })
+  }
+
   // API tokens
   async createApiToken (token: { id: string, userId: string, createdBy: string | null, name: string | null, expiresAt: string | null }): Promise<{ token: ApiToken, user: User } | null> {
     const result = await this.call<{ token?: ApiToken, user?: User }>('gatehouse_token_create', {
@@ -115,6 +129,14 @@ export class Store {
 
   close () { return this.driver.close() }
 }
+
+export type ClerkUserEvent = { deliveryId: string, clerkId: string, eventAt: Date } &
+  ({ type: 'user.upsert', user: UserInput } | { type: 'user.deleted' })
+
+export type ClerkUserEventOutcome =
+  | { outcome: 'applied', user: User }
+  | { outcome: 'applied', deletedIds: string[] }
+  | { outcome: 'duplicate' | 'stale' | 'deleted' | 'conflict' }
 
 export interface TemplateScope { organizationId: string | null, ownerId: string }
 

@@ -79,3 +79,10 @@ begin
   update clerk_user_events set last_event_at = p_event_at where clerk_id = p_clerk_id;
   return jsonb_build_object('outcome', 'applied', 'user', v_result->'user');
 end $$;
+
+-- The schema version this database has: the newest migration applied. Every later
+-- migration replaces this function with its own version, so a server can tell an
+-- old schema at start on every backend (Supabase has no direct SQL, only rpc;
+-- a database without this function predates it and is old too).
+create or replace function gatehouse_schema_version() returns jsonb
+language sql immutable as $$ select jsonb_build_object('version', '20261122001000') $$;

@@ -26,6 +26,16 @@ export class Store {
 
   async ping (): Promise<void> { await this.call('gatehouse_health') }
 
+  /** The newest migration applied to the database; null for a schema older than the version function itself. */
+  async schemaVersion (): Promise<string | null> {
+    try {
+      return (await this.call<{ version: string }>('gatehouse_schema_version')).version
+    } catch (error) {
+      if (isMissingFunction(error)) return null
+      throw error
+    }
+  }
+
   // Users
   getUser (id: string) { return this.call<User | null>('gatehouse_user_get', { p_id: id }) }
   getUserByClerkId (clerkId: string) { return this.call<User | null>('gatehouse_user_by_clerk_id', { p_clerk_id: clerkId }) }
@@ -142,6 +152,12 @@ export interface TemplateScope { organizationId: string | null, ownerId: string 
 
 /** Templates belong to a user's organization, or to the user alone when they have none. */
 export const templateScope = (user: User): TemplateScope => ({ organizationId: user.organizationId, ownerId: user.id })
+
+/** Postgres's undefined_function, or PostgREST's "no function in the schema cache". */
+function isMissingFunction (error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code
+  return code === '42883' || code === 'PGRST202'
+}
 
 /** Settles with `work`, or rejects when `signal` aborts first: a driver that ignores the signal cannot hold a caller past the timeout. */
 function untilAborted<T> (work: Promise<T>, signal: AbortSignal): Promise<T> {

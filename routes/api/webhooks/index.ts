@@ -93,7 +93,8 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     schema: {
       tags: ['webhooks'],
       summary: 'Clerk user events (user.created, user.updated, user.deleted)',
-      description: 'Signed by svix with CLERK_WEBHOOK_SECRET. Other event types are acknowledged and ignored.',
+      description: 'Signed by svix with CLERK_WEBHOOK_SECRET. Other event types are acknowledged and ignored, and so is a ' +
+        'delivery already processed (same svix-id), an event older than the last one applied to the user, or one about a deleted user.',
       headers: SvixHeadersSchema,
       response: { 200: WebhookAckSchema, ...errors(400, 401, 409, 503) }
     }
@@ -129,7 +130,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
           eventAt: new Date(clerkUser.updated_at ?? sentAt),
           user: userInputFromClerk(clerkUser)
         })
-        // Two deliveries creating the same Clerk user raced; Clerk retries this one.
+        // Another writer (the CLI) took this clerk_id meanwhile; the delivery is not recorded, so Clerk's retry applies it.
         if (result.outcome === 'conflict') throw new ApiError(409, 'CONFLICT', 'The user changed concurrently, retry')
         if (!('user' in result)) return ignored(request, event.type, result.outcome)
         request.log.info({ event: event.type, userId: result.user.id, role: result.user.role }, 'user synced from Clerk')

@@ -3,11 +3,12 @@ import closeWithGrace from 'close-with-grace'
 import app from './app.js'
 import { ConfigError, loadConfig, type Config } from './lib/config.js'
 import { DataDirLockedError } from './lib/data-dir-lock.js'
+import { SchemaOutdatedError } from './lib/errors.js'
 import { serverOptions } from './lib/server-options.js'
 
 /** Problems an operator fixes: one clear line, no stack trace, exit 1. */
 function exitOnOperatorError (error: unknown): void {
-  if (error instanceof ConfigError || error instanceof DataDirLockedError) {
+  if (error instanceof ConfigError || error instanceof DataDirLockedError || error instanceof SchemaOutdatedError) {
     process.stderr.write(error.message + '\n')
     process.exit(1)
   }

@@ -25,3 +25,12 @@ export class DependencyUnavailableError extends ApiError {
     this.cause = cause
   }
 }
+
+/** The database schema is older than this code: an operator must migrate before the server starts. */
+export class SchemaOutdatedError extends Error {
+  constructor (found: string | null, expected: string) {
+    super(`the database schema is out of date (${found === null ? 'no schema version' : `version ${found}`}, this gatehouse needs ${expected}): ` +
+      'apply the migrations with `npm run cli -- migrate` (or `supabase db push`), then start again')
+    this.name = 'SchemaOutdatedError'
+  }
+}

@@ -1,9 +1,12 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Nullable } from './common.js'
 
+/** The largest time a JavaScript Date holds. */
+const MAX_EPOCH_MS = 8.64e15
+
 /** The svix signature headers Clerk sends with every delivery. */
 export const SvixHeadersSchema = Type.Object({
-  'svix-id': Type.Optional(Type.String()),
+  'svix-id': Type.Optional(Type.String({ maxLength: 256, description: 'The delivery id; each is applied at most once' })),
   'svix-timestamp': Type.Optional(Type.String({ description: 'Seconds since epoch; deliveries older than 5 minutes are refused' })),
   'svix-signature': Type.Optional(Type.String({ description: 'Space-separated `v1,<base64 HMAC-SHA256>` signatures' }))
 })
@@ -13,7 +16,7 @@ export const ClerkEventSchema = Type.Object({
   type: Type.String({ minLength: 1 }),
   object: Type.Optional(Type.String()),
   data: Type.Record(Type.String(), Type.Unknown()),
-  timestamp: Type.Optional(Type.Number()),
+  timestamp: Type.Optional(Type.Number({ minimum: 0, maximum: MAX_EPOCH_MS, description: 'When the event happened, ms since epoch' })),
   instance_id: Type.Optional(Type.String())
 })
 export type ClerkEvent = Static<typeof ClerkEventSchema>
@@ -29,7 +32,8 @@ export const ClerkUserSchema = Type.Object({
     id: Type.String(),
     email_address: Type.String()
   }))),
-  public_metadata: Type.Optional(Nullable(Type.Record(Type.String(), Type.Unknown())))
+  public_metadata: Type.Optional(Nullable(Type.Record(Type.String(), Type.Unknown()))),
+  updated_at: Type.Optional(Type.Number({ minimum: 0, maximum: MAX_EPOCH_MS, description: 'ms since epoch; orders the events of one user' }))
 })
 export type ClerkUser = Static<typeof ClerkUserSchema>
 
@@ -42,6 +46,9 @@ export type ClerkDeletedUser = Static<typeof ClerkDeletedUserSchema>
 
 export const WebhookAckSchema = Type.Object({
   success: Type.Literal(true),
-  ignored: Type.Optional(Type.Literal(true, { description: 'The event type is not one gatehouse handles' }))
+  ignored: Type.Optional(Type.Literal(true, {
+    description: 'Nothing changed: the event type is not one gatehouse handles, the delivery was already processed, ' +
+      'it is older than the last event applied to the user, or the user was deleted'
+  }))
 })
 export type WebhookAck = Static<typeof WebhookAckSchema>

@@ -47,6 +47,15 @@ export function memoryTicketLedger (): TicketLedger & { size: number, close (): 
   }
 }
 
+/** The `exp` claim of a token this service just signed. */
+function expiresAtSeconds (token: string): number {
+  return (JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()) as { exp: number }).exp
+}
+
+/**
+ * Lifetimes are in seconds, as @fastify/jwt reads a numeric `expiresIn`
+ * (it converts to fast-jwt's milliseconds itself).
+ */
 export class TokenService {
   constructor (
     private readonly jwt: JWT,
@@ -65,22 +74,23 @@ export class TokenService {
       credits: user.credits,
       organization_id: user.organizationId,
       sid: sessionId
-    }, { expiresIn: this.ttl.access * 1000 })
-    return { token, expiresIn: this.ttl.access, expiresAt: new Date(Date.now() + this.ttl.access * 1000).toISOString() }
+    }, { expiresIn: this.ttl.access })
+    return { token, expiresIn: this.ttl.access, expiresAt: new Date(expiresAtSeconds(token) * 1000).toISOString() }
   }
 
   /** A short-lived single-use ticket; `sessionExpiresAt` (seconds) bounds the socket it opens. */
   issueWsTicket (userId: string, sessionExpiresAt?: number) {
     const payload: Record<string, unknown> = { sub: userId }
     if (sessionExpiresAt) payload.sexp = sessionExpiresAt
-    const token = this.ns('ws').sign(payload, { expiresIn: this.ttl.ws * 1000, jti: randomUUID() })
+    const token = this.ns('ws').sign(payload, { expiresIn: this.ttl.ws, jti: randomUUID() })
     return { token, expiresIn: this.ttl.ws }
   }
 
+  /** `exp` is the expiration itself (whole seconds), not a lifetime counted from now. */
   issueApi (tokenId: string, userId: string, expiresAt: Date | null) {
-    const options: Record<string, unknown> = { jti: tokenId }
-    if (expiresAt) options.expiresIn = Math.max(1000, expiresAt.getTime() - Date.now())
-    return this.ns('api').sign({ sub: userId }, options)
+    const payload: Record<string, unknown> = { sub: userId }
+    if (expiresAt) payload.exp = Math.floor(expiresAt.getTime() / 1000)
+    return this.ns('api').sign(payload, { jti: tokenId })
   }
 
   /** Verifies signature, issuer, audience (the kind) and expiry; any failure is a 401. */

@@ -17,13 +17,24 @@ export const TOKEN_KINDS = {
 } as const
 export type TokenKind = keyof typeof TOKEN_KINDS
 
+/**
+ * Claims a token of each kind must carry. Access tokens and tickets always
+ * expire (a token without `exp` would live forever); an API token expires only
+ * if minted with an expiration, and is checked against its stored record anyway.
+ */
+const REQUIRED_CLAIMS: Record<TokenKind, string[]> = {
+  access: ['sub', 'aud', 'iss', 'iat', 'exp'],
+  ws: ['sub', 'aud', 'iss', 'iat', 'exp', 'jti'],
+  api: ['sub', 'aud', 'iss', 'jti']
+}
+
 export default fp(async function jwt (fastify: FastifyInstance) {
-  for (const [kind, audience] of Object.entries(TOKEN_KINDS)) {
+  for (const [kind, audience] of Object.entries(TOKEN_KINDS) as Array<[TokenKind, string]>) {
     await fastify.register(fastifyJwt, {
       namespace: kind,
       secret: fastify.config.JWT_SECRET,
       sign: { algorithm: 'HS256', iss: ISSUER, aud: audience },
-      verify: { algorithms: ['HS256'], allowedIss: ISSUER, allowedAud: audience, requiredClaims: ['sub', 'aud', 'iss'] },
+      verify: { algorithms: ['HS256'], allowedIss: ISSUER, allowedAud: audience, requiredClaims: REQUIRED_CLAIMS[kind] },
       // Tokens are read by the auth plugin, never from a decorator that guesses the source.
       decode: { complete: false }
     })

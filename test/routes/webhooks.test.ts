@@ -3,14 +3,15 @@ import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { Webhook } from 'svix'
 import { accessTokenFor, apiTokenFor, buildApp } from '../helpers/app.js'
+import { testBackends } from '../helpers/backends.js'
 
 const SECRET = `whsec_${randomBytes(24).toString('base64')}`
 const URL = '/api/webhooks/clerk'
 
 /** A delivery as Clerk sends it: the JSON body and svix headers signed with `secret`. */
-function delivery (body: unknown, options: { secret?: string, at?: Date, raw?: string } = {}) {
+function delivery (body: unknown, options: { secret?: string, at?: Date, raw?: string, id?: string } = {}) {
   const payload = options.raw ?? JSON.stringify(body)
-  const id = `msg_${randomUUID()}`
+  const id = options.id ?? `msg_${randomUUID()}`
   const at = options.at ?? new Date()
   return {
     method: 'POST' as const,
@@ -253,4 +254,90 @@ t.test('a signing secret too short to be safe is refused like a missing one', as
   const res = await server.inject(delivery(userEvent('user.created', 'user_weak_1')))
   t.equal(res.statusCode, 503)
   t.match(res.json().message, /not a valid signing secret/)
+})
+
+for (const backend of testBackends()) {
+  t.test(`deliveries on ${backend.name} cannot be replayed or reordered`, { skip: backend.skip }, async t => {
+    const { driver, sql } = await backend.open(t)
+    const server = await buildApp(t, { env: { CLERK_WEBHOOK_SECRET: SECRET }, driver })
+    const clerkId = `user_replay_${backend.name}`
+    const role = async () => (await server.store.getUserByClerkId(clerkId))?.role
+
+    t.test('a replayed delivery is acknowledged and not applied again', async t => {
+      const promote = delivery(userEvent('user.created', clerkId, { public_metadata: { role: 'admin' }, updated_at: 1715600000000 }))
+      t.same((await server.inject(promote)).json(), { success: true })
+      t.equal(await role(), 'admin')
+      const demote = delivery(userEvent('user.updated', clerkId, { public_metadata: {}, updated_at: 1715600001000 }))
+      t.same((await server.inject(demote)).json(), { success: true })
+      t.equal(await role(), 'user')
+
+      const replayed = await server.inject(promote)
+      t.equal(replayed.statusCode, 200, 'the captured delivery, sent again within its window')
+      t.same(replayed.json(), { success: true, ignored: true })
+      t.equal(await role(), 'user', 'the demoted user stays demoted')
+
+      // The same svix id with another body (svix retries keep the id): still applied once.
+      const sameId = delivery(userEvent('user.updated', clerkId, { public_metadata: { role: 'admin' }, updated_at: 1715600009000 }), { id: demote.headers['svix-id'] })
+      t.same((await server.inject(sameId)).json(), { success: true, ignored: true })
+      t.equal(await role(), 'user')
+      t.same(await sql.query('select count(*)::int as n from webhook_deliveries where id = $1', [demote.headers['svix-id']]), [{ n: 1 }])
+    })
+
+    t.test('an event older than the last one applied is ignored', async t => {
+      const id = `${clerkId}_order`
+      const newer = delivery(userEvent('user.updated', id, { first_name: 'New', public_metadata: { role: 'admin' }, updated_at: 1715600005000 }))
+      const older = delivery(userEvent('user.updated', id, { first_name: 'Old', public_metadata: {}, updated_at: 1715600004000 }))
+      t.same((await server.inject(newer)).json(), { success: true })
+      t.same((await server.inject(older)).json(), { success: true, ignored: true }, 'arrived last, happened first')
+      t.match(await server.store.getUserByClerkId(id), { name: 'New Lovelace', role: 'admin' })
+    })
+
+    t.test('an update or creation arriving after the deletion does not bring the user back', async t => {
+      const id = `${clerkId}_gone`
+      const created = delivery(userEvent('user.created', id, { updated_at: 1715600000000 }))
+      const updated = delivery(userEvent('user.updated', id, { public_metadata: { role: 'admin' }, updated_at: 1715600002000 }))
+      t.same((await server.inject(created)).json(), { success: true })
+      t.same((await server.inject(delivery({ ...deletedEvent(id), timestamp: 1715600003000 }))).json(), { success: true })
+      t.equal(await server.store.getUserByClerkId(id), null)
+
+      t.same((await server.inject(updated)).json(), { success: true, ignored: true }, 'a late user.updated')
+      t.same((await server.inject(delivery(userEvent('user.updated', id, { updated_at: 1715600009000 })))).json(), { success: true, ignored: true }, 'even a newer one')
+      t.same((await server.inject(delivery(userEvent('user.created', id)))).json(), { success: true, ignored: true }, 'a late user.created')
+      t.equal(await server.store.getUserByClerkId(id), null, 'the user stays deleted')
+    })
+
+    t.test('a deletion that arrives before the creation still wins', async t => {
+      const id = `${clerkId}_early_delete`
+      t.same((await server.inject(delivery({ ...deletedEvent(id), timestamp: 1715600003000 }))).json(), { success: true })
+      t.same((await server.inject(delivery(userEvent('user.created', id, { updated_at: 1715600000000 })))).json(), { success: true, ignored: true })
+      t.equal(await server.store.getUserByClerkId(id), null)
+    })
+
+    t.test('concurrent copies of one delivery are applied once', async t => {
+      const id = `${clerkId}_race`
+      const created = delivery(userEvent('user.created', id, { public_metadata: { role: 'admin' }, updated_at: 1715600000000 }))
+      const results = await Promise.all(Array.from({ length: 8 }, () => server.inject(created)))
+      t.same(results.map(r => r.statusCode), Array(8).fill(200))
+      t.equal(results.filter(r => r.json().ignored === undefined).length, 1, 'one copy applied, the others acknowledged as seen')
+      t.same(await sql.query('select count(*)::int as n from users where clerk_id = $1', [id]), [{ n: 1 }])
+
+      // Distinct deliveries racing for one user: whatever the arrival order, the newest wins.
+      const updates = [3, 1, 4, 2].map(n => delivery(userEvent('user.updated', id, { first_name: `V${n}`, updated_at: 1715600000000 + n * 1000 })))
+      const raced = await Promise.all(updates.map(u => server.inject(u)))
+      t.same(raced.map(r => r.statusCode), [200, 200, 200, 200])
+      t.equal((await server.store.getUserByClerkId(id))?.name, 'V4 Lovelace')
+    })
+  })
+}
+
+t.test('old delivery ids are pruned as new deliveries arrive', async t => {
+  const { driver, sql } = await testBackends()[0].open(t)
+  const server = await buildApp(t, { env: { CLERK_WEBHOOK_SECRET: SECRET }, driver })
+  await sql.query("insert into webhook_deliveries (id, received_at) select 'old_' || n, now() - interval '4 days' from generate_series(1, 30) n")
+  await sql.query("insert into webhook_deliveries (id, received_at) values ('recent', now() - interval '2 days')")
+  await server.inject(delivery(userEvent('user.created', 'user_prune_1')))
+  t.same(await sql.query("select count(*)::int as n from webhook_deliveries where id like 'old_%'"), [{ n: 10 }], 'a bounded batch per delivery')
+  await server.inject(delivery(userEvent('user.updated', 'user_prune_1')))
+  t.same(await sql.query("select count(*)::int as n from webhook_deliveries where id like 'old_%'"), [{ n: 0 }])
+  t.same(await sql.query("select id from webhook_deliveries where id = 'recent'"), [{ id: 'recent' }], 'ids inside the retention are kept')
 })

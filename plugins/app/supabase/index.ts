@@ -5,7 +5,8 @@ import type { RpcDriver } from './driver.js'
 import { createPgliteDriver } from './drivers/pglite.js'
 import { createPostgresDriver } from './drivers/postgres.js'
 import { createSupabaseDriver } from './drivers/supabase.js'
-import { migrate, pendingMigrations } from './migrate.js'
+import { latestMigration, migrate } from './migrate.js'
+import { DependencyUnavailableError, SchemaOutdatedError } from '../../../lib/errors.js'
 import { Store } from './store.js'
 
 declare module 'fastify' {
@@ -23,24 +24,41 @@ export async function createDriver (backend: StoreBackend, timeoutMs: number): P
 }
 
 /**
+ * Refuses an old schema. A database that cannot be reached now is let through:
+ * the server starts, answers 503 and reports not ready until it comes back.
+ */
+async function checkSchema (store: Store, log: FastifyInstance['log']): Promise<void> {
+  let version: string | null
+  try {
+    version = await store.schemaVersion()
+  } catch (error) {
+    if (!(error instanceof DependencyUnavailableError)) throw error
+    log.warn({ err: error }, 'could not check the database schema version: the store is unavailable')
+    return
+  }
+  const expected = await latestMigration()
+  // Versions are timestamps of the same width: text order is time order. A newer schema is fine (rolling deploys).
+  if (version === null || version < expected) throw new SchemaOutdatedError(version, expected)
+}
+
+/**
  * Storage. The embedded store migrates itself at start; a server's schema is
- * migrated by the operator (`npm run cli -- migrate`), and a server missing
- * migrations is reported at start rather than failing on first use.
+ * migrated by the operator (`npm run cli -- migrate`), and a server whose schema
+ * is older than this code refuses to start rather than answer 500s.
  */
 export default fp(async function supabase (fastify: FastifyInstance, opts: { driver?: RpcDriver }) {
   const { config } = fastify
   const driver = opts.driver ?? await createDriver(config.store, config.STORE_TIMEOUT_MS)
   fastify.addHook('onClose', async () => { await driver.close() })
 
+  const store = new Store(driver, config.STORE_TIMEOUT_MS)
   if (driver.kind === 'pglite' && driver.sql) {
     const applied = await migrate(driver.sql)
     if (applied.length > 0) fastify.log.info({ applied }, 'embedded store migrated')
-  } else if (driver.sql) {
-    const pending = await pendingMigrations(driver.sql).catch(() => null)
-    if (pending?.length) fastify.log.warn({ pending }, 'database has unapplied migrations: run `npm run cli -- migrate`')
+  } else {
+    await checkSchema(store, fastify.log)
   }
 
-  const store = new Store(driver, config.STORE_TIMEOUT_MS)
   fastify.decorate('store', store)
   fastify.log.info({ backend: driver.kind }, 'storage ready')
 }, { name: 'supabase', dependencies: ['env'] })

@@ -42,6 +42,12 @@ export async function migrate (sql: SqlAccess, dir = migrationsDir): Promise<str
   return applied
 }
 
+/** The newest migration's version: the schema version this code needs. */
+export async function latestMigration (dir = migrationsDir): Promise<string> {
+  const all = await listMigrations(dir)
+  return all[all.length - 1].version
+}
+
 export async function pendingMigrations (sql: SqlAccess, dir = migrationsDir): Promise<string[]> {
   const rows = await sql.query<{ exists: boolean }>("select to_regclass('gatehouse_schema_migrations') is not null as exists")
   const all = (await listMigrations(dir)).map(m => m.version)

@@ -37,6 +37,16 @@ export class Store {
 
   async ping (): Promise<void> { await this.call('gatehouse_health') }
 
+  /** The newest migration applied to the database; null for a schema older than the version function itself. */
+  async schemaVersion (): Promise<string | null> {
+    try {
+      return (await this.call<{ version: string }>('gatehouse_schema_version')).version
+    } catch (error) {
+      if (isMissingFunction(error)) return null
+      throw error
+    }
+  }
+
   // Users
   getUser (id: string) { return this.call<User | null>('gatehouse_user_get', { p_id: id }) }
   getUserByClerkId (clerkId: string) { return this.call<User | null>('gatehouse_user_by_clerk_id', { p_clerk_id: clerkId }) }
@@ -51,6 +61,20 @@ export class Store {
   async deleteUser (by: { id?: string, clerkId?: string }): Promise<string[]> {
     const result = await this.call<{ deletedIds: string[] }>('gatehouse_user_delete', { p_id: by.id ?? null, p_clerk_id: by.clerkId ?? null })
     return result.deletedIds
+  }
+
+  /**
+   * Applies a Clerk user event once per svix delivery id, in the order Clerk made
+   * the changes, and never after the user's deletion (see gatehouse_clerk_user_event).
+   */
+  applyClerkUserEvent (event: ClerkUserEvent) {
+    return this.call<ClerkUserEventOutcome>('gatehouse_clerk_user_event', {
+      p_delivery_id: event.deliveryId,
+      p_type: event.type,
+      p_clerk_id: event.clerkId,
+      p_event_at: event.eventAt.toISOString(),
+      p_user: event.type === 'user.upsert' ? event.user : null
+    })
   }
 
   // API tokens
@@ -136,10 +160,24 @@ export class Store {
 /** A place in an inbox: the writing transaction and seq of the last message read; `xact` null for a seq-only cursor from older versions. */
 export interface InboxPosition { xact: string | null, seq: number }
 
+export type ClerkUserEvent = { deliveryId: string, clerkId: string, eventAt: Date } &
+  ({ type: 'user.upsert', user: UserInput } | { type: 'user.deleted' })
+
+export type ClerkUserEventOutcome =
+  | { outcome: 'applied', user: User }
+  | { outcome: 'applied', deletedIds: string[] }
+  | { outcome: 'duplicate' | 'stale' | 'deleted' | 'conflict' }
+
 export interface TemplateScope { organizationId: string | null, ownerId: string }
 
 /** Templates belong to a user's organization, or to the user alone when they have none. */
 export const templateScope = (user: User): TemplateScope => ({ organizationId: user.organizationId, ownerId: user.id })
+
+/** Postgres's undefined_function, or PostgREST's "no function in the schema cache". */
+function isMissingFunction (error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code
+  return code === '42883' || code === 'PGRST202'
+}
 
 /** Settles with `work`, or rejects when `signal` aborts first: a driver that ignores the signal cannot hold a caller past the timeout. */
 function untilAborted<T> (work: Promise<T>, signal: AbortSignal): Promise<T> {

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyRequest } from 'fastify'
 import type { TSchema } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Webhook, WebhookVerificationError } from 'svix'
@@ -24,6 +25,12 @@ function checker<T extends TSchema> (schema: T) {
 const asEvent = checker(ClerkEventSchema)
 const asUser = checker(ClerkUserSchema)
 const asDeletedUser = checker(ClerkDeletedUserSchema)
+
+/** A delivery that changed nothing is still a 2xx: Clerk must not retry it. */
+function ignored (request: FastifyRequest, event: string, outcome: string) {
+  request.log.info({ event, outcome }, 'Clerk event not applied')
+  return { success: true as const, ignored: true as const }
+}
 
 /** A svix verifier, or why there is none. An empty or garbled key would make signatures forgeable. */
 function verifier (secret: string | undefined): Webhook | string {
@@ -69,7 +76,10 @@ export function userInputFromClerk (user: ClerkUser): UserInput {
  * Clerk keeps the users table in sync through svix-signed webhooks. The signature
  * covers the exact bytes sent, so this scope keeps the JSON body as a string and
  * parses it only once the signature checks out. Clerk retries anything but a 2xx,
- * so events we do not handle are acknowledged and ignored.
+ * so events we do not handle are acknowledged and ignored. svix may deliver a
+ * message twice or out of order, and a captured delivery verifies again within its
+ * window: the store applies each delivery id once, skips events older than the
+ * last one applied to the user, and never brings back a deleted user.
  */
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   const { store, hub } = fastify
@@ -83,7 +93,8 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     schema: {
       tags: ['webhooks'],
       summary: 'Clerk user events (user.created, user.updated, user.deleted)',
-      description: 'Signed by svix with CLERK_WEBHOOK_SECRET. Other event types are acknowledged and ignored.',
+      description: 'Signed by svix with CLERK_WEBHOOK_SECRET. Other event types are acknowledged and ignored, and so is a ' +
+        'delivery already processed (same svix-id), an event older than the last one applied to the user, or one about a deleted user.',
       headers: SvixHeadersSchema,
       response: { 200: WebhookAckSchema, ...errors(400, 401, 409, 503) }
     }
@@ -105,18 +116,31 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     }
 
     const event = asEvent(payload, 'Clerk event')
+    // Verified above: the id and timestamp are the ones the signature covers.
+    const deliveryId = request.headers['svix-id'] as string
+    const sentAt = event.timestamp ?? Number(request.headers['svix-timestamp']) * 1000
     switch (event.type) {
       case 'user.created':
       case 'user.updated': {
-        const user = await store.upsertUser(userInputFromClerk(asUser(event.data, 'Clerk user')))
-        // Two deliveries creating the same Clerk user raced; Clerk retries this one.
-        if (!user) throw new ApiError(409, 'CONFLICT', 'The user changed concurrently, retry')
-        request.log.info({ event: event.type, userId: user.id, role: user.role }, 'user synced from Clerk')
+        const clerkUser = asUser(event.data, 'Clerk user')
+        const result = await store.applyClerkUserEvent({
+          deliveryId,
+          type: 'user.upsert',
+          clerkId: clerkUser.id,
+          eventAt: new Date(clerkUser.updated_at ?? sentAt),
+          user: userInputFromClerk(clerkUser)
+        })
+        // Another writer (the CLI) took this clerk_id meanwhile; the delivery is not recorded, so Clerk's retry applies it.
+        if (result.outcome === 'conflict') throw new ApiError(409, 'CONFLICT', 'The user changed concurrently, retry')
+        if (!('user' in result)) return ignored(request, event.type, result.outcome)
+        request.log.info({ event: event.type, userId: result.user.id, role: result.user.role }, 'user synced from Clerk')
         return { success: true as const }
       }
       case 'user.deleted': {
         const { id } = asDeletedUser(event.data, 'Clerk deleted user')
-        const deletedIds = await store.deleteUser({ clerkId: id })
+        const result = await store.applyClerkUserEvent({ deliveryId, type: 'user.deleted', clerkId: id, eventAt: new Date(sentAt) })
+        if (!('deletedIds' in result)) return ignored(request, event.type, result.outcome)
+        const { deletedIds } = result
         // The user is gone either way; a retry would not find them, so a delivery failure is logged, not returned.
         const closed = await Promise.allSettled(deletedIds.map(userId => hub.disconnectUser(userId, 4003, 'user removed')))
         for (const result of closed) {

@@ -8,8 +8,11 @@ import { lockDataDir } from '../../../../lib/data-dir-lock.js'
  */
 export async function createPgliteDriver (dataDir: string | null, loadDataDir?: Blob): Promise<RpcDriver & { sql: SqlAccess, dump (): Promise<Blob> }> {
   // Two processes on one data directory corrupt it: the second one is refused.
-  const lock = dataDir ? lockDataDir(dataDir) : null
-  const db = await PGlite.create({ dataDir: dataDir ?? undefined, loadDataDir }).catch((error: unknown) => { lock?.release(); throw error })
+  const lock = dataDir ? await lockDataDir(dataDir) : null
+  const db = await PGlite.create({ dataDir: dataDir ?? undefined, loadDataDir }).catch(async (error: unknown) => {
+    await lock?.release()
+    throw error
+  })
   let closed = false
   return {
     kind: 'pglite',
@@ -30,7 +33,7 @@ export async function createPgliteDriver (dataDir: string | null, loadDataDir?: 
       if (closed) return
       closed = true
       await db.close()
-      lock?.release()
+      await lock?.release()
     }
   }
 }

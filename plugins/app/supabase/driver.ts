@@ -35,3 +35,11 @@ export function callStatement (fn: string, args: Record<string, unknown>): { tex
 export function isUnavailableSqlState (code: unknown): boolean {
   return typeof code === 'string' && /^(08|53|57|58)/.test(code)
 }
+
+/**
+ * SQLSTATE class 22, data exceptions: a value the client sent that Postgres cannot
+ * hold (NUL in text, invalid encoding, out of range, too long). The client's fault.
+ */
+export function isDataExceptionSqlState (code: unknown): boolean {
+  return typeof code === 'string' && /^22[0-9A-Z]{3}$/.test(code)
+}

@@ -1,9 +1,9 @@
-import { DependencyUnavailableError } from '../../../lib/errors.js'
+import { ApiError, DependencyUnavailableError } from '../../../lib/errors.js'
 import type { User, UserInput } from '../../../schemas/users.js'
 import type { ApiToken } from '../../../schemas/tokens.js'
 import type { Template } from '../../../schemas/templates.js'
 import type { SendInput, SendOutcome, SendResult, StoredMessage } from '../../../schemas/messages.js'
-import type { RpcDriver } from './driver.js'
+import { isDataExceptionSqlState, type RpcDriver } from './driver.js'
 
 /**
  * The storage contract. One implementation for every backend: each method is one
@@ -20,6 +20,9 @@ export class Store {
       return await untilAborted(this.driver.call(fn, args, signal), signal) as T
     } catch (error) {
       if (signal.aborted || this.driver.isUnavailable(error)) throw new DependencyUnavailableError('Storage', error)
+      // Every driver surfaces the SQLSTATE as `code` (supabase-js from PostgREST's answer).
+      const code = (error as { code?: unknown } | null)?.code
+      if (isDataExceptionSqlState(code)) throw new ApiError(400, 'INVALID_VALUE', 'A value in the request cannot be stored', { sqlstate: code })
       throw error
     }
   }

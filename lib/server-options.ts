@@ -84,8 +84,12 @@ export function serverOptions (config: Config, overrides: Partial<FastifyServerO
     requestTimeout: config.REQUEST_TIMEOUT_MS,
     connectionTimeout: config.CONNECTION_TIMEOUT_MS,
     keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_MS,
-    // Node checks request timeouts on this interval (30 s by default), which would let a stalled body live that much longer.
-    http: { connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(config.REQUEST_TIMEOUT_MS / 4))) },
+    http: {
+      // Node checks the timeouts on this interval (30 s by default), which would let a stalled body live that much longer.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(config.REQUEST_TIMEOUT_MS / 4))),
+      // Node swaps the two when headersTimeout (60 s by default) is the larger, so a shorter requestTimeout would not apply.
+      headersTimeout: Math.min(60_000, config.REQUEST_TIMEOUT_MS)
+    },
     forceCloseConnections: true,
     // Creating the embedded store on a new DATA_DIR can take longer than the default 10 s on a busy machine.
     pluginTimeout: 60_000,

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { ApiError } from '../../lib/errors.js'
@@ -16,7 +16,7 @@ async function counts (sql: SqlAccess) {
   return out
 }
 
-async function setup (t: Parameters<Parameters<typeof t.test>[1]>[0], env: Record<string, string> = {}) {
+async function setup (t: Test, env: Record<string, string> = {}) {
   const { driver, sql } = await testBackends()[0].open(t)
   const app = await buildApp(t, { driver, env })
   const org = `org_${randomUUID()}`

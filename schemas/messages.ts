@@ -81,7 +81,7 @@ export const SendResponseSchema = Type.Object({
 export type SendResponse = Static<typeof SendResponseSchema>
 
 export const InboxQuerySchema = Type.Object({
-  after: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'The nextCursor of a previous page; absent: from the oldest message' })),
+  after: Type.Optional(Text({ minLength: 1, maxLength: 64, description: 'The nextCursor of a previous page; absent: from the oldest message' })),
   limit: Type.Integer({ minimum: 1, maximum: 500, default: 100 })
 })
 export type InboxQuery = Static<typeof InboxQuerySchema>

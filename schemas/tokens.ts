@@ -46,5 +46,5 @@ export const ListApiTokensResponseSchema = Type.Object({
   success: Type.Literal(true),
   tokens: Type.Array(ApiTokenSchema)
 })
-export const TokenIdParamsSchema = Type.Object({ tokenId: Type.String({ minLength: 1, maxLength: 128 }) })
+export const TokenIdParamsSchema = Type.Object({ tokenId: Text({ minLength: 1, maxLength: 128 }) })
 export const RevokeApiTokenResponseSchema = Type.Object({ success: Type.Literal(true), token: ApiTokenSchema })

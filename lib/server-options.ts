@@ -39,8 +39,12 @@ function validatorFactory (): BuildValidator {
 function frameworkErrors (error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
   const body = toErrorBody(error)
   request.log.info({ statusCode: body.statusCode, code: body.code }, body.message)
-  // An upgrade request has no HTTP parser behind it any more: the socket must go with the answer.
-  if (request.headers.upgrade) reply.header('connection', 'close')
+  // An upgrade request has left Node's HTTP parser and no hook runs here to close it:
+  // the socket goes with the answer, or it would stay open for ever.
+  if (request.headers.upgrade) {
+    reply.header('connection', 'close')
+    reply.raw.once('finish', () => request.raw.socket?.destroySoon())
+  }
   return reply.code(body.statusCode).send(body)
 }
 

@@ -74,6 +74,20 @@ t.test('refused upgrades (401, 429) leave no socket behind', async t => {
   for (const client of clients) client.socket.destroy()
 })
 
+t.test('upgrades to a bad URL or an unknown route leave no socket behind either', async t => {
+  const app = await buildApp(t)
+  const base = await listen(app)
+  for (const [path, status] of [['/ws%ZZ', 400], ['/nope', 404], [`/api/templates/${'a'.repeat(200)}`, 414]] as const) {
+    const client = open(portOf(base))
+    client.socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`)
+    await client.closed
+    t.match(client.answer(), new RegExp(`^HTTP/1\\.1 ${status} `), path)
+    t.match(JSON.parse(client.answer().slice(client.answer().indexOf('\r\n\r\n') + 4)), { success: false, statusCode: status })
+    client.socket.destroy()
+  }
+  t.equal(await connections(app), 0, 'the server closed every refused connection')
+})
+
 t.test('one user may hold at most WS_MAX_SOCKETS_PER_USER sockets', async t => {
   const app = await buildApp(t, { env: { WS_MAX_SOCKETS_PER_USER: '3' } })
   const base = await listen(app)

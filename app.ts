@@ -1,14 +1,14 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance } from 'fastify'
-import { ApiError } from './lib/errors.js'
+import { ApiError, toErrorBody } from './lib/errors.js'
 import type { Config } from './lib/config.js'
 import type { RpcDriver } from './plugins/app/supabase/driver.js'
-import type { ErrorBody } from './schemas/common.js'
 import { ErrorSchema } from './schemas/common.js'
 
 import env from './plugins/external/env.js'
 import cookie from './plugins/external/cookie.js'
 import cors from './plugins/external/cors.js'
+import helmet from './plugins/external/helmet.js'
 import rateLimit from './plugins/external/rate-limit.js'
 import swagger from './plugins/external/swagger.js'
 import jwt from './plugins/external/jwt.js'
@@ -36,49 +36,10 @@ export interface AppOptions {
   driver?: RpcDriver
 }
 
-/** Maps any error to the one envelope; status and code come from the error when it is a client error. */
-export function toErrorBody (error: FastifyError | ApiError | Error): ErrorBody {
-  const err = error as FastifyError & Partial<ApiError>
-  let statusCode = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500
-  let code = err instanceof ApiError ? err.code : 'INTERNAL_ERROR'
-  let message = err.message
-  const details = err instanceof ApiError ? err.details : undefined
-
-  if (err.validation) {
-    statusCode = 400
-    code = 'VALIDATION_ERROR'
-    message = err.message
-  } else if (!(err instanceof ApiError) && statusCode < 500) {
-    code = {
-      FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
-      FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
-      FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
-      FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON'
-    }[err.code ?? ''] ?? (err.code?.startsWith('FST_') ? 'BAD_REQUEST' : err.code ?? 'BAD_REQUEST')
-    if (err.name === 'SyntaxError') code = 'INVALID_JSON'
-  }
-  if (statusCode >= 500 && !(err instanceof ApiError)) message = 'Internal server error'
-  return { success: false, statusCode, code, error: message, message, ...(details ? { details } : {}) }
-}
-
 async function app (fastify: FastifyInstance, opts: AppOptions) {
   fastify.addSchema(ErrorSchema)
 
-  await fastify.register(env, { config: opts.config })
-  await fastify.register(cookie)
-  await fastify.register(cors)
-  await fastify.register(rateLimit)
-  await fastify.register(swagger)
-  await fastify.register(jwt)
-  await fastify.register(websocket)
-  await fastify.register(metrics)
-  await fastify.register(supabase, { driver: opts.driver })
-  await fastify.register(tokens)
-  await fastify.register(auth)
-  await fastify.register(clerk)
-  await fastify.register(hub)
-  await fastify.register(messaging)
-
+  // Before anything registers a route: handlers and hooks apply only to routes added after them.
   fastify.setErrorHandler(function errorHandler (error: FastifyError, request, reply) {
     const body = toErrorBody(error)
     if (body.statusCode >= 500) request.log.error({ err: error, route: request.routeOptions.url }, 'request failed')
@@ -86,6 +47,34 @@ async function app (fastify: FastifyInstance, opts: AppOptions) {
     if (body.statusCode === 503) reply.header('retry-after', '5')
     return reply.code(body.statusCode).send(body)
   })
+
+  // First of the hooks: its onRequest marks upgrade requests and its onResponse closes their socket
+  // when a later hook (rate limit, draining) answers with an error instead of upgrading.
+  await fastify.register(websocket)
+  await fastify.register(env, { config: opts.config })
+
+  // Requests that arrive while the server closes get a 503 in the envelope, and their connection closes.
+  let closing = false
+  fastify.addHook('preClose', async () => { closing = true })
+  fastify.addHook('onRequest', async function refuseWhileClosing (_request, reply) {
+    if (!closing) return
+    reply.header('connection', 'close')
+    throw new ApiError(503, 'SERVER_CLOSING', 'Server is shutting down, retry shortly')
+  })
+
+  await fastify.register(helmet)
+  await fastify.register(cookie)
+  await fastify.register(cors)
+  await fastify.register(rateLimit)
+  await fastify.register(swagger)
+  await fastify.register(jwt)
+  await fastify.register(metrics)
+  await fastify.register(supabase, { driver: opts.driver })
+  await fastify.register(tokens)
+  await fastify.register(auth)
+  await fastify.register(clerk)
+  await fastify.register(hub)
+  await fastify.register(messaging)
 
   // Unknown routes share the error envelope; the global rate limit covers them, so probing is slow.
   fastify.setNotFoundHandler(function notFound (request, reply) {

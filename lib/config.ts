@@ -24,7 +24,8 @@ export const ConfigSchema = Type.Object({
   CLERK_AUTHORIZED_PARTIES: Type.Optional(Type.String()),
   CLERK_WEBHOOK_SECRET: Type.Optional(Type.String({ pattern: '^whsec_' })),
   CORS_ORIGINS: Type.String({ default: '' }),
-  TRUST_PROXY: Type.Boolean({ default: false }),
+  // true/false, a hop count, or a comma-separated list of proxy addresses/CIDRs.
+  TRUST_PROXY: Type.String({ default: 'false', pattern: '^(true|false|\\d+|[0-9A-Fa-f.:/, ]+)$' }),
   BODY_LIMIT: Type.Integer({ minimum: 1024, default: 1048576 }),
   MAX_RECIPIENTS: Type.Integer({ minimum: 1, default: 10000 }),
   MAX_CONTENT_BYTES: Type.Integer({ minimum: 1, maximum: 49152, default: 16384 }),
@@ -32,7 +33,16 @@ export const ConfigSchema = Type.Object({
   STORE_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 5000 }),
   WS_HEARTBEAT_MS: Type.Integer({ minimum: 100, default: 30000 }),
   WS_SEND_BUFFER_BYTES: Type.Integer({ minimum: 1024, default: 1048576 }),
-  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10000 })
+  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10000 }),
+  REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 30000 }),
+  CONNECTION_TIMEOUT_MS: Type.Integer({ minimum: 0, default: 120000 }),
+  KEEP_ALIVE_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 72000 }),
+  WS_MAX_SOCKETS_PER_USER: Type.Integer({ minimum: 1, default: 20 }),
+  WS_CONNECT_RATE_MAX: Type.Integer({ minimum: 1, default: 120 }),
+  METRICS: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' }),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
+  DOCS: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' }),
+  HSTS_MAX_AGE: Type.Integer({ minimum: 0, default: 0 })
 })
 
 type RawConfig = Static<typeof ConfigSchema>
@@ -42,7 +52,9 @@ export type StoreBackend =
   | { kind: 'postgres', url: string }
   | { kind: 'supabase', url: string, serviceRoleKey: string }
 
-export interface Config extends Omit<RawConfig, 'JWT_SECRET' | 'CLERK_AUTHORIZED_PARTIES' | 'CORS_ORIGINS' | 'CLERK_JWT_KEY'> {
+export interface Config extends Omit<RawConfig, 'JWT_SECRET' | 'CLERK_AUTHORIZED_PARTIES' | 'CORS_ORIGINS' | 'CLERK_JWT_KEY' | 'TRUST_PROXY'> {
+  /** Fastify's trustProxy: all, none, a hop count, or proxy addresses/CIDRs. */
+  TRUST_PROXY: boolean | number | string[]
   JWT_SECRET: string
   CLERK_JWT_KEY?: string
   CLERK_AUTHORIZED_PARTIES: string[]
@@ -58,6 +70,14 @@ export class ConfigError extends Error {
 }
 
 const list = (value: string | undefined) => (value ?? '').split(',').map(s => s.trim()).filter(Boolean)
+
+/** `true`, `false`, a hop count, or a list of proxy addresses/CIDRs, as Fastify's trustProxy takes them. */
+function trustProxy (value: string): Config['TRUST_PROXY'] {
+  if (value === 'true') return true
+  if (value === 'false') return false
+  if (/^\d+$/.test(value)) return Number(value)
+  return list(value)
+}
 
 interface AjvError { instancePath: string, keyword: string, message?: string, params: Record<string, unknown> }
 
@@ -109,6 +129,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     CLERK_JWT_KEY: raw.CLERK_JWT_KEY?.replace(/\\n/g, '\n'),
     CLERK_AUTHORIZED_PARTIES: list(raw.CLERK_AUTHORIZED_PARTIES),
     CORS_ORIGINS: list(raw.CORS_ORIGINS),
+    TRUST_PROXY: trustProxy(raw.TRUST_PROXY),
     store
   }
 }

@@ -1,3 +1,6 @@
+import type { FastifyError } from 'fastify'
+import { NO_NUL, type ErrorBody } from '../schemas/common.js'
+
 /** An error that maps to one HTTP status and a stable machine-readable code. */
 export class ApiError extends Error {
   constructor (
@@ -33,4 +36,35 @@ export class SchemaOutdatedError extends Error {
       'apply the migrations with `npm run cli -- migrate` (or `supabase db push`), then start again')
     this.name = 'SchemaOutdatedError'
   }
+}
+
+/** Maps any error to the one envelope; status and code come from the error when it is a client error. */
+export function toErrorBody (error: FastifyError | ApiError | Error): ErrorBody {
+  const err = error as FastifyError & Partial<ApiError>
+  let statusCode = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500
+  let code = err instanceof ApiError ? err.code : 'INTERNAL_ERROR'
+  let message = err.message
+  const details = err instanceof ApiError ? err.details : undefined
+
+  if (err.validation) {
+    statusCode = 400
+    code = 'VALIDATION_ERROR'
+    message = err.message
+    const first = err.validation[0]
+    if (first?.keyword === 'pattern' && first.params?.pattern === NO_NUL) {
+      message = `${err.validationContext ?? 'body'}${first.instancePath} must not contain NUL (U+0000) characters`
+    }
+  } else if (!(err instanceof ApiError) && statusCode < 500) {
+    code = {
+      FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+      FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+      FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
+      FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON',
+      FST_ERR_BAD_URL: 'BAD_URL',
+      FST_ERR_MAX_PARAM_LENGTH: 'URI_TOO_LONG'
+    }[err.code ?? ''] ?? (err.code?.startsWith('FST_') ? 'BAD_REQUEST' : err.code ?? 'BAD_REQUEST')
+    if (err.name === 'SyntaxError') code = 'INVALID_JSON'
+  }
+  if (statusCode >= 500 && !(err instanceof ApiError)) message = 'Internal server error'
+  return { success: false, statusCode, code, error: message, message, ...(details ? { details } : {}) }
 }

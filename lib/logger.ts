@@ -1,10 +1,31 @@
 import type { FastifyServerOptions, FastifyRequest } from 'fastify'
 
-const TOKEN_PARAM = /([?&](?:token|access_token|ticket)=)[^&#]*/gi
+const TOKEN_PARAMS = new Set(['token', 'access_token', 'ticket'])
 
-/** The URL with token-bearing query parameters replaced. */
+/** A query key as the querystring parser reads it (`tok%65n` is `token`), or null when it does not decode. */
+function decodeKey (raw: string): string | null {
+  try {
+    return decodeURIComponent(raw.replace(/\+/g, ' ')).trim().toLowerCase()
+  } catch {
+    return null
+  }
+}
+
+/**
+ * The URL with the values of token-bearing query parameters replaced. Keys are
+ * compared decoded, as the route reads them; a key that does not decode loses its
+ * value too, so no spelling of `token` reaches the logs.
+ */
 export function redactUrl (url: string): string {
-  return url.replace(TOKEN_PARAM, '$1[REDACTED]')
+  const start = url.indexOf('?')
+  if (start === -1) return url
+  const query = url.slice(start + 1).split('&').map(part => {
+    const eq = part.indexOf('=')
+    if (eq === -1) return part
+    const key = decodeKey(part.slice(0, eq))
+    return key === null || TOKEN_PARAMS.has(key) ? `${part.slice(0, eq)}=[REDACTED]` : part
+  })
+  return `${url.slice(0, start)}?${query.join('&')}`
 }
 
 /** pino options: JSON, no credential ever written (headers, cookies, query tokens, token fields). */

@@ -1,4 +1,4 @@
-import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { Type, type Static, type StringOptions, type TSchema } from '@sinclair/typebox'
 
 /** The one error envelope every route returns; it satisfies all three client documents. */
 export const ErrorSchema = Type.Object({
@@ -10,6 +10,11 @@ export const ErrorSchema = Type.Object({
   details: Type.Optional(Type.Record(Type.String(), Type.Unknown()))
 }, { $id: 'Error', title: 'Error' })
 export type ErrorBody = Static<typeof ErrorSchema>
+
+/** Postgres cannot store NUL (U+0000) in text or jsonb: every text field of a body excludes it. */
+export const NO_NUL = '^[^\\u0000]*$'
+/** A string field of a request body: any text but NUL. */
+export const Text = (options: StringOptions = {}) => Type.String({ ...options, pattern: NO_NUL })
 
 export const IsoDate = Type.String({ format: 'date-time' })
 export const NullableIsoDate = Type.Union([Type.Null(), IsoDate])

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { Id, IsoDate, Nullable, Uuid } from './common.js'
+import { Id, IsoDate, Nullable, Text, Uuid } from './common.js'
 
 export const StoredMessageSchema = Type.Object({
   id: Uuid,
@@ -41,7 +41,7 @@ export type SendOutcome =
 // No maxItems: MAX_RECIPIENTS is enforced after parsing with a clear 413, and BODY_LIMIT bounds the list.
 export const RecipientIds = Type.Array(Id, { minItems: 1, description: 'User ids; duplicates are sent once' })
 // No maxLength either: MAX_CONTENT_BYTES counts UTF-8 bytes and answers 413.
-const Content = Type.String({ minLength: 1, description: 'At most MAX_CONTENT_BYTES bytes of UTF-8' })
+const Content = Text({ minLength: 1, description: 'At most MAX_CONTENT_BYTES bytes of UTF-8' })
 
 export const SendHeadersSchema = Type.Object({
   'idempotency-key': Type.Optional(Type.String({
@@ -53,11 +53,11 @@ export const SendHeadersSchema = Type.Object({
 })
 export type SendHeaders = Static<typeof SendHeadersSchema>
 
-export const PlaceholderValue = Type.Union([Type.String(), Type.Number(), Type.Boolean()])
+export const PlaceholderValue = Type.Union([Text(), Type.Number(), Type.Boolean()])
 
 export const SendTemplateBodySchema = Type.Object({
   // Any id is accepted: one that is not a stored template's uuid is a 404, as for a missing one.
-  templateId: Type.String({ minLength: 1, maxLength: 128 }),
+  templateId: Text({ minLength: 1, maxLength: 128 }),
   recipientIds: RecipientIds,
   placeholders: Type.Optional(Type.Record(Type.String(), PlaceholderValue, { description: 'Values for the template\'s {{placeholders}}' }))
 })
@@ -83,7 +83,7 @@ export const SendResponseSchema = Type.Object({
 export type SendResponse = Static<typeof SendResponseSchema>
 
 export const InboxQuerySchema = Type.Object({
-  after: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'The nextCursor of a previous page; absent: from the oldest message' })),
+  after: Type.Optional(Text({ minLength: 1, maxLength: 64, description: 'The nextCursor of a previous page; absent: from the oldest message' })),
   limit: Type.Integer({ minimum: 1, maximum: 500, default: 100 })
 })
 export type InboxQuery = Static<typeof InboxQuerySchema>

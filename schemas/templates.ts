@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { IsoDate, Nullable, Uuid } from './common.js'
+import { IsoDate, Nullable, Text, Uuid } from './common.js'
 
 export const TemplateSchema = Type.Object({
   id: Uuid,
@@ -12,9 +12,9 @@ export const TemplateSchema = Type.Object({
 export type Template = Static<typeof TemplateSchema>
 
 export const CreateTemplateBodySchema = Type.Object({
-  name: Type.String({ minLength: 1, maxLength: 200 }),
+  name: Text({ minLength: 1, maxLength: 200 }),
   // MAX_CONTENT_BYTES (UTF-8 bytes) is checked by the route and answers 413.
-  content: Type.String({ minLength: 1, description: 'Text with {{placeholders}}; at most MAX_CONTENT_BYTES bytes of UTF-8' })
+  content: Text({ minLength: 1, description: 'Text with {{placeholders}}; at most MAX_CONTENT_BYTES bytes of UTF-8' })
 })
 export type CreateTemplateBody = Static<typeof CreateTemplateBodySchema>
 

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { Id, IsoDate, NullableIsoDate, Nullable } from './common.js'
+import { Id, IsoDate, NullableIsoDate, Nullable, Text } from './common.js'
 
 export const ApiTokenSchema = Type.Object({
   id: Type.String({ description: 'The token id (its jti); never the token itself' }),
@@ -28,8 +28,8 @@ export const WebsocketTokenResponseSchema = Type.Object({
 
 export const CreateApiTokenBodySchema = Type.Object({
   userId: Type.Optional(Id),
-  expiration: Type.Optional(Type.Union([Type.Null(), Type.String()], { description: 'ISO-8601 date in the future; null or absent: never expires' })),
-  name: Type.Optional(Type.String({ maxLength: 200, description: 'A label for the token' }))
+  expiration: Type.Optional(Type.Union([Type.Null(), Text()], { description: 'ISO-8601 date in the future; null or absent: never expires' })),
+  name: Type.Optional(Text({ maxLength: 200, description: 'A label for the token' }))
 })
 export type CreateApiTokenBody = Static<typeof CreateApiTokenBodySchema>
 
@@ -46,5 +46,5 @@ export const ListApiTokensResponseSchema = Type.Object({
   success: Type.Literal(true),
   tokens: Type.Array(ApiTokenSchema)
 })
-export const TokenIdParamsSchema = Type.Object({ tokenId: Type.String({ minLength: 1, maxLength: 128 }) })
+export const TokenIdParamsSchema = Type.Object({ tokenId: Text({ minLength: 1, maxLength: 128 }) })
 export const RevokeApiTokenResponseSchema = Type.Object({ success: Type.Literal(true), token: ApiTokenSchema })

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { Nullable } from './common.js'
+import { Nullable, Text } from './common.js'
 
 /** The largest time a JavaScript Date holds. */
 const MAX_EPOCH_MS = 8.64e15
@@ -13,24 +13,24 @@ export const SvixHeadersSchema = Type.Object({
 
 /** The envelope of every Clerk webhook event; `data` depends on `type`. */
 export const ClerkEventSchema = Type.Object({
-  type: Type.String({ minLength: 1 }),
-  object: Type.Optional(Type.String()),
+  type: Text({ minLength: 1 }),
+  object: Type.Optional(Text()),
   data: Type.Record(Type.String(), Type.Unknown()),
   timestamp: Type.Optional(Type.Number({ minimum: 0, maximum: MAX_EPOCH_MS, description: 'When the event happened, ms since epoch' })),
-  instance_id: Type.Optional(Type.String())
+  instance_id: Type.Optional(Text())
 })
 export type ClerkEvent = Static<typeof ClerkEventSchema>
 
 /** The fields of Clerk's UserJSON that gatehouse keeps (`user.created`, `user.updated`). */
 export const ClerkUserSchema = Type.Object({
-  id: Type.String({ minLength: 1, maxLength: 128 }),
-  username: Type.Optional(Nullable(Type.String())),
-  first_name: Type.Optional(Nullable(Type.String())),
-  last_name: Type.Optional(Nullable(Type.String())),
-  primary_email_address_id: Type.Optional(Nullable(Type.String())),
+  id: Text({ minLength: 1, maxLength: 128 }),
+  username: Type.Optional(Nullable(Text())),
+  first_name: Type.Optional(Nullable(Text())),
+  last_name: Type.Optional(Nullable(Text())),
+  primary_email_address_id: Type.Optional(Nullable(Text())),
   email_addresses: Type.Optional(Type.Array(Type.Object({
-    id: Type.String(),
-    email_address: Type.String()
+    id: Text(),
+    email_address: Text()
   }))),
   public_metadata: Type.Optional(Nullable(Type.Record(Type.String(), Type.Unknown()))),
   updated_at: Type.Optional(Type.Number({ minimum: 0, maximum: MAX_EPOCH_MS, description: 'ms since epoch; orders the events of one user' }))
@@ -39,7 +39,7 @@ export type ClerkUser = Static<typeof ClerkUserSchema>
 
 /** Clerk's DeletedObjectJSON (`user.deleted`). */
 export const ClerkDeletedUserSchema = Type.Object({
-  id: Type.String({ minLength: 1, maxLength: 128 }),
+  id: Text({ minLength: 1, maxLength: 128 }),
   deleted: Type.Optional(Type.Boolean())
 })
 export type ClerkDeletedUser = Static<typeof ClerkDeletedUserSchema>

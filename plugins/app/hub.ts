@@ -30,6 +30,8 @@ export interface Hub {
   ack (userId: string, ids: string[]): Promise<void>
   /** Takes an authenticated socket: `ready`, then the user's pending messages, then live ones. */
   attach (socket: WebSocket, session: SocketSession): void
+  /** Sockets a user holds on this process. */
+  socketsOf (userId: string): number
   /** Sockets open on this process. */
   readonly connections: number
   /** Users with at least one socket on this process. */
@@ -84,6 +86,7 @@ export default fp(async function hub (fastify: FastifyInstance, opts: HubOptions
     disconnectUser: (userId, code, reason) => transport.publish({ type: 'disconnect', userId, code, reason }),
     ack: (userId, ids) => acks.ack(userId, ids),
     attach: (socket, session) => local.attach(socket, session.userId, session.expiresAt),
+    socketsOf: (userId) => local.socketsOf(userId),
     get connections () { return local.connections },
     get connectedUsers () { return local.connectedUsers },
     get delivered () { return local.delivered },

@@ -28,16 +28,42 @@ declare module 'fastify' {
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000
 
-/** JSON with object keys sorted at every level, so equal bodies hash equally whatever their key order. */
-export function canonicalJson (value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`
+/** Text already rendered, waiting on the stack of canonicalJson. */
+class Piece { constructor (readonly text: string) {} }
+
+/**
+ * JSON with object keys sorted at every level, so equal bodies hash equally whatever
+ * their key order. Iterative: a body nested 100,000 levels deep must not overflow the stack.
+ */
+export function canonicalJson (root: unknown): string {
+  let out = ''
+  const stack: unknown[] = [root]
+  while (stack.length > 0) {
+    const value = stack.pop()
+    if (value instanceof Piece) {
+      out += value.text
+    } else if (Array.isArray(value)) {
+      // Pushed in reverse: popped as `[`, item, `,`, item, …, `]`.
+      stack.push(new Piece(']'))
+      for (let i = value.length - 1; i >= 0; i--) {
+        stack.push(value[i])
+        if (i > 0) stack.push(new Piece(','))
+      }
+      out += '['
+    } else if (value !== null && typeof value === 'object') {
+      const entries = Object.entries(value as Record<string, unknown>)
+        .filter(([, v]) => v !== undefined)
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      stack.push(new Piece('}'))
+      for (let i = entries.length - 1; i >= 0; i--) {
+        stack.push(entries[i][1], new Piece(`${i > 0 ? ',' : ''}${JSON.stringify(entries[i][0])}:`))
+      }
+      out += '{'
+    } else {
+      out += JSON.stringify(value) ?? 'null'
+    }
   }
-  return JSON.stringify(value) ?? 'null'
+  return out
 }
 
 /** 413 when `content` is over `maxBytes` bytes of UTF-8 (messages and templates share the cap). */

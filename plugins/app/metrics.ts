@@ -1,6 +1,8 @@
 import fp from 'fastify-plugin'
+import { createHash, timingSafeEqual } from 'node:crypto'
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { unauthorized } from '../../lib/errors.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -9,7 +11,15 @@ declare module 'fastify' {
   }
 }
 
-/** Prometheus metrics at GET /metrics: process, HTTP, and whatever plugins register. */
+const digest = (value: string) => createHash('sha256').update(value).digest()
+
+/** True when the request carries `Authorization: Bearer <expected>` (compared in constant time). */
+function hasBearer (request: FastifyRequest, expected: Buffer): boolean {
+  const match = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')
+  return match !== null && timingSafeEqual(digest(match[1]), expected)
+}
+
+/** Prometheus metrics at GET /metrics (METRICS=off: not served; METRICS_TOKEN: behind that bearer token). */
 export default fp(async function metrics (fastify: FastifyInstance) {
   // One registry per instance, so several apps in a process (tests) do not collide.
   const registry = new Registry()
@@ -37,8 +47,11 @@ export default fp(async function metrics (fastify: FastifyInstance) {
     if (reply.statusCode >= 500) errors.inc({ route })
   })
 
-  fastify.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+  if (fastify.config.METRICS === 'off') return
+  const token = fastify.config.METRICS_TOKEN === undefined ? null : digest(fastify.config.METRICS_TOKEN)
+  fastify.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
+    if (token !== null && !hasBearer(request, token)) throw unauthorized()
     reply.type(registry.contentType)
     return await registry.metrics()
   })
-}, { name: 'metrics' })
+}, { name: 'metrics', dependencies: ['env'] })

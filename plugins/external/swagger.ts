@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import fastifySwagger from '@fastify/swagger'
 import fastifySwaggerUi from '@fastify/swagger-ui'
 
-/** OpenAPI 3 generated from the routes' TypeBox schemas, at /docs and /docs/json. */
+/** OpenAPI 3 generated from the routes' TypeBox schemas, served at /docs and /docs/json unless DOCS=off. */
 export default fp(async function swagger (fastify) {
   await fastify.register(fastifySwagger, {
     openapi: {
@@ -16,5 +16,6 @@ export default fp(async function swagger (fastify) {
       }
     }
   })
-  await fastify.register(fastifySwaggerUi, { routePrefix: '/docs' })
-}, { name: 'swagger' })
+  // The document is still built when DOCS=off (fastify.swagger()): only serving it is optional.
+  if (fastify.config.DOCS === 'on') await fastify.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true })
+}, { name: 'swagger', dependencies: ['env'] })

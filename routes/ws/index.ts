@@ -68,8 +68,33 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     return { userId, expiresAt }
   }
 
+  // Sockets being opened, by user: counted with the open ones, so a burst of upgrades cannot pass the cap together.
+  const opening = new Map<string, number>()
+  const releases = new WeakMap<object, () => void>()
+
+  /** Holds one of the user's WS_MAX_SOCKETS_PER_USER places until the socket is attached or the connection ends. */
+  function reservePlace (request: FastifyRequest, userId: string): void {
+    const max = config.WS_MAX_SOCKETS_PER_USER
+    if (hub.socketsOf(userId) + (opening.get(userId) ?? 0) >= max) {
+      throw new ApiError(429, 'TOO_MANY_SOCKETS', `Too many open sockets: at most ${max} per user`, { maxSocketsPerUser: max })
+    }
+    opening.set(userId, (opening.get(userId) ?? 0) + 1)
+    let held = true
+    const release = () => {
+      if (!held) return
+      held = false
+      const left = (opening.get(userId) ?? 1) - 1
+      if (left > 0) opening.set(userId, left)
+      else opening.delete(userId)
+    }
+    releases.set(request.raw, release)
+    request.raw.socket?.once('close', release)
+  }
+
   fastify.get('/', {
     websocket: true,
+    // Connection attempts per client IP, on top of the global request budget.
+    config: { rateLimit: { max: config.WS_CONNECT_RATE_MAX, timeWindow: '1 minute' } },
     schema: {
       summary: 'Real-time message delivery (WebSocket)',
       querystring: WsQuerySchema,
@@ -80,6 +105,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       if (!request.ws) throw new ApiError(426, 'UPGRADE_REQUIRED', 'This endpoint speaks WebSocket only')
       if (hub.draining) throw new ApiError(503, 'SERVER_DRAINING', 'Server is shutting down, reconnect shortly')
       request.wsSession = await authenticate(request)
+      reservePlace(request, request.wsSession.userId)
     }
   }, function onSocket (socket, request) {
     const session = request.wsSession as SocketSession
@@ -99,6 +125,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       hub.ack(session.userId, frame.ids).finally(() => { if (--acking === 0) socket.resume() })
     })
     hub.attach(socket, session)
+    releases.get(request.raw)?.()
   })
 }
 

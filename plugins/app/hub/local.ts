@@ -74,6 +74,8 @@ export class LocalHub {
 
   get connections () { return this.sockets }
   get connectedUsers () { return this.users.size }
+  /** Sockets this user holds on this process. */
+  socketsOf (userId: string) { return this.users.get(userId)?.size ?? 0 }
   get delivered () { return this.frames }
 
   /** Registers an authenticated socket, says ready, replays what is pending, then goes live. */

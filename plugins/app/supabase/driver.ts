@@ -45,3 +45,11 @@ export function isUnavailableSqlState (code: unknown): boolean {
 export class CallWithdrawnError extends Error {
   constructor () { super('the store did not start the call within its deadline') }
 }
+
+/**
+ * SQLSTATE class 22, data exceptions: a value the client sent that Postgres cannot
+ * hold (NUL in text, invalid encoding, out of range, too long). The client's fault.
+ */
+export function isDataExceptionSqlState (code: unknown): boolean {
+  return typeof code === 'string' && /^22[0-9A-Z]{3}$/.test(code)
+}

@@ -1,9 +1,9 @@
-import { DependencyUnavailableError } from '../../../lib/errors.js'
+import { ApiError, DependencyUnavailableError } from '../../../lib/errors.js'
 import type { User, UserInput } from '../../../schemas/users.js'
 import type { ApiToken } from '../../../schemas/tokens.js'
 import type { Template } from '../../../schemas/templates.js'
 import type { SendInput, SendOutcome, SendResult, StoredMessage } from '../../../schemas/messages.js'
-import { CallWithdrawnError, type RpcDriver } from './driver.js'
+import { CallWithdrawnError, isDataExceptionSqlState, type RpcDriver } from './driver.js'
 
 /** Beyond twice the store timeout, for the database's answer to reach us. */
 const VERDICT_GRACE_MS = 1000
@@ -31,6 +31,9 @@ export class Store {
       if (signal.aborted || error instanceof CallWithdrawnError || this.driver.isUnavailable(error)) {
         throw new DependencyUnavailableError('Storage', error)
       }
+      // Every driver surfaces the SQLSTATE as `code` (supabase-js from PostgREST's answer).
+      const code = (error as { code?: unknown } | null)?.code
+      if (isDataExceptionSqlState(code)) throw new ApiError(400, 'INVALID_VALUE', 'A value in the request cannot be stored', { sqlstate: code })
       throw error
     }
   }

@@ -107,3 +107,16 @@ t.test('without REDIS_URL everything stays in the process', async t => {
   t.equal(app.redis, null)
   t.same((await app.inject('/ready')).json(), { status: 'ready', checks: { store: 'ok' } })
 })
+
+t.test('a process started while Redis is down becomes ready once it is up, without a restart', async t => {
+  const redis = await privateRedis(t)
+  await redis.kill()
+  const app = await buildApp(t, { config: testConfig({ REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix(), REDIS_TIMEOUT_MS: '300' }, { kind: 'postgres', url: await database(t) }) })
+  t.equal((await app.inject('/ready')).statusCode, 503)
+  await redis.start()
+  await eventually('ready', async () => (await app.inject('/ready')).statusCode === 200)
+  const [sender, recipient] = [await createUser(app), await createUser(app)]
+  const peer = await Peer.ready(t, wsUrl(await listen(app), ticketFor(app, recipient)))
+  const [id] = await sendDirect(app, sender, [recipient.id], 'hello')
+  t.match(await peer.next(), { id }, 'live delivery works')
+})

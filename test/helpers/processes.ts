@@ -1,4 +1,7 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { join } from 'node:path'
 import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
@@ -11,9 +14,23 @@ const root = fileURLToPath(new URL('../..', import.meta.url))
 /** Starting a process on a loaded machine; a bound, never an assertion on speed. */
 const START_MS = 60_000
 
-/** Compiles the project into dist/, as the image build does. */
-export async function buildDist (): Promise<void> {
-  await run('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root })
+/**
+ * Compiles the server, as the image build does, into a directory of this test
+ * process's own (so test files running at once do not write the same files);
+ * removed when `t` ends. Type errors are the typecheck's job.
+ */
+export async function buildDist (t: Test): Promise<string> {
+  const outDir = join(root, '.tap', `server-build-${process.pid}`)
+  mkdirSync(outDir, { recursive: true })
+  t.teardown(() => rmSync(outDir, { recursive: true, force: true }))
+  writeFileSync(join(outDir, 'tsconfig.json'), JSON.stringify({
+    extends: join(root, 'tsconfig.json'),
+    compilerOptions: { noEmit: false, noCheck: true, incremental: false, outDir, rootDir: root },
+    files: [join(root, 'server.ts')],
+    include: []
+  }))
+  await run(process.execPath, [createRequire(import.meta.url).resolve('typescript/bin/tsc'), '-p', join(outDir, 'tsconfig.json')])
+  return outDir
 }
 
 /** A port nobody listens on right now. */
@@ -73,7 +90,7 @@ export async function privateRedis (t: Test): Promise<PrivateRedis> {
   return { url, kill, start }
 }
 
-/** A gatehouse process started as the image starts it: `node dist/server.js` with production settings. */
+/** A gatehouse process started as the image starts it (`node dist/server.js`, production settings), from `buildDist`'s output. */
 export interface Gatehouse {
   url: string
   /** Every line the process wrote, stdout and stderr. */
@@ -83,9 +100,9 @@ export interface Gatehouse {
   signal (name: NodeJS.Signals): void
 }
 
-export async function startGatehouse (t: Test, env: Record<string, string>): Promise<Gatehouse> {
+export async function startGatehouse (t: Test, dist: string, env: Record<string, string>): Promise<Gatehouse> {
   const output: string[] = []
-  const child = spawn(process.execPath, ['dist/server.js'], {
+  const child = spawn(process.execPath, [join(dist, 'server.js')], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
@@ -131,3 +148,34 @@ export async function startGatehouse (t: Test, env: Record<string, string>): Pro
 
 /** Polls until `check` holds; for states that settle by themselves (a reconnect), bounded. */
 export const eventually = until
+
+const PG_BIN = '/usr/lib/postgresql/15/bin'
+
+/** A Postgres cluster of this test only (never the shared server), in a temp dir; it can be stopped and started again. */
+export interface PrivatePostgres {
+  url: string
+  stop (): Promise<void>
+  start (): Promise<void>
+}
+
+export async function privatePostgres (t: Test): Promise<PrivatePostgres> {
+  const port = await freePort()
+  const dir = (await run('mktemp', ['-d', '/tmp/gatehouse-pg-XXXXXX'])).stdout.trim()
+  // Postgres refuses to run as root: the cluster belongs to the postgres user when the tests run as root.
+  const asOwner = (command: string, args: string[]) => process.getuid?.() === 0
+    ? run('runuser', ['-u', 'postgres', '--', command, ...args])
+    : run(command, args)
+  if (process.getuid?.() === 0) await run('chown', ['postgres', dir])
+  await asOwner(`${PG_BIN}/initdb`, ['-D', `${dir}/data`, '-U', 'gatehouse', '--auth=trust', '-E', 'UTF8', '--no-sync'])
+  const pgctl = (...args: string[]) => asOwner(`${PG_BIN}/pg_ctl`, ['-D', `${dir}/data`, '-w', ...args])
+  const start = async () => {
+    await pgctl('-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, '-l', `${dir}/log`, 'start')
+  }
+  const stop = async () => { await pgctl('-m', 'fast', 'stop') }
+  await start()
+  t.after(async () => {
+    await stop().catch(() => {})
+    await run('rm', ['-rf', dir])
+  })
+  return { url: `postgres://gatehouse@127.0.0.1:${port}/postgres`, stop, start }
+}

@@ -22,7 +22,7 @@ const issued: string[] = []
 const remember = (token: string) => { issued.push(token); return token }
 
 t.test('two gatehouse processes on one Postgres and one Redis', async t => {
-  await buildDist()
+  const dist = await buildDist(t)
   const database = await freshDatabase(t, requireDatabaseUrl())
   const migrator = createPostgresDriver(database, { timeoutMs: 10_000, max: 1 })
   await migrate(migrator.sql)
@@ -40,7 +40,7 @@ t.test('two gatehouse processes on one Postgres and one Redis', async t => {
   }
   // Seeds users and signs tokens with the processes' secret; its own hub is not involved.
   const seeder = await buildApp(t, { store: { kind: 'postgres', url: database } })
-  const [a, b] = await Promise.all([startGatehouse(t, env), startGatehouse(t, env)])
+  const [a, b] = await Promise.all([startGatehouse(t, dist, env), startGatehouse(t, dist, env)])
   const processes: Gatehouse[] = [a, b]
 
   async function call (base: string, method: string, path: string, token?: string, body?: unknown) {

@@ -13,6 +13,7 @@ import rateLimit from './plugins/external/rate-limit.js'
 import swagger from './plugins/external/swagger.js'
 import jwt from './plugins/external/jwt.js'
 import websocket from './plugins/external/websocket.js'
+import redis from './plugins/app/redis.js'
 import supabase from './plugins/app/supabase/index.js'
 import tokens from './plugins/app/tokens.js'
 import auth from './plugins/app/auth.js'
@@ -65,6 +66,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(helmet)
   await fastify.register(cookie)
   await fastify.register(cors)
+  await fastify.register(redis)
   await fastify.register(rateLimit)
   await fastify.register(swagger)
   await fastify.register(jwt)

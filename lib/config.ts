@@ -16,6 +16,8 @@ export const ConfigSchema = Type.Object({
   SUPABASE_URL: Type.Optional(Url),
   SUPABASE_SERVICE_ROLE_KEY: Type.Optional(Type.String({ minLength: 1 })),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://.+' })),
+  REDIS_KEY_PREFIX: Type.String({ pattern: '^[A-Za-z0-9:_.-]{1,64}$', default: 'gatehouse:' }),
+  REDIS_TIMEOUT_MS: Type.Integer({ minimum: 50, default: 2000 }),
   JWT_SECRET: Type.Optional(Type.String({ minLength: 32 })),
   ACCESS_TOKEN_TTL: Type.Integer({ minimum: 60, default: 86400 }),
   WS_TOKEN_TTL: Type.Integer({ minimum: 5, maximum: 3600, default: 60 }),

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
-import { buildApp, TEST_SECRET } from './helpers/app.js'
+import { buildApp, TEST_SECRET, testConfig } from './helpers/app.js'
+import { listen, Peer, wsUrl } from './ws/helpers.js'
 import { freshDatabase, requireDatabaseUrl } from './helpers/backends.js'
 import { parseCommand } from '../lib/cli/args.js'
 import { main } from '../lib/cli/run.js'
@@ -73,7 +74,7 @@ function assertOneLineError (t: Test, run: Run, pattern: RegExp) {
 t.test('help describes every command and exits 0', async t => {
   const run = await cli({}, 'help')
   t.equal(run.code, 0)
-  for (const command of ['migrate', 'users add', 'users list', 'tokens mint', 'tokens access', 'tokens list', 'tokens revoke']) t.match(run.stdout, command)
+  for (const command of ['migrate', 'users add', 'users list', 'users delete', 'tokens mint', 'tokens access', 'tokens list', 'tokens revoke']) t.match(run.stdout, command)
   t.match(run.stdout, /one process at a\s+time/, 'warns about the embedded store')
 })
 
@@ -91,6 +92,8 @@ t.test('bad arguments are refused with a message naming the problem', async t =>
     [['users', 'add', '--id', 'a', '--email', 'a@example.com', '--name', 'A', '--credits', '99999999999'], /--credits must be a whole number/],
     [['users', 'add', '--id', 'a', '--email', 'a@example.com', '--name', 'A', '--bogus'], /users add: Unknown option '--bogus'$/],
     [['users', 'list', 'extra'], /unexpected argument "extra"/],
+    [['users', 'delete'], /missing <userId>/],
+    [['users', 'delete', 'a b'], /users delete: "a b" is not a user id/],
     [['tokens', 'mint'], /--user is required/],
     [['tokens', 'access'], /--user is required/],
     [['tokens', 'mint', '--user'], /--user/],
@@ -232,4 +235,33 @@ t.test('the same commands against Postgres', { skip: process.env.CI ? false : (p
   const unknown = await cli(env, 'tokens', 'revoke', 'no-such-token')
   t.equal(unknown.code, 1)
   assertOneLineError(t, unknown, /token not found: no-such-token/)
+})
+
+t.test('users delete closes the user\'s sockets on a server process through Redis', { skip: process.env.CI ? false : (process.env.TEST_DATABASE_URL ? false : 'TEST_DATABASE_URL is not set') }, async t => {
+  const database = await freshDatabase(t, requireDatabaseUrl())
+  const redis = { REDIS_URL: process.env.REDIS_URL_TEST ?? 'redis://127.0.0.1:6379', REDIS_KEY_PREFIX: `gatehouse-cli-${process.pid}:` }
+  const env = { DATABASE_URL: database, ...redis }
+  t.equal((await cli(env, 'migrate')).code, 0)
+  t.equal((await cli(env, 'users', 'add', '--id', 'dora', '--email', 'dora@example.com', '--name', 'Dora')).code, 0)
+  t.equal((await cli(env, 'users', 'add', '--id', 'eve', '--email', 'eve@example.com', '--name', 'Eve')).code, 0)
+
+  const server = await buildApp(t, { config: testConfig(redis, { kind: 'postgres', url: database }) })
+  const base = await listen(server)
+  const socket = await Peer.ready(t, wsUrl(base, server.tokens.issueWsTicket('dora').token))
+
+  const deleted = await cli(env, 'users', 'delete', 'dora')
+  t.equal(deleted.code, 0, deleted.stderr)
+  t.same(JSON.parse(deleted.stdout), { deletedIds: ['dora'] })
+  t.equal((await socket.untilClosed()).closed.code, 4003, 'the socket on the server closes with 4003')
+  t.equal(await server.store.getUser('dora'), null)
+
+  const again = await cli(env, 'users', 'delete', 'dora')
+  t.equal(again.code, 1)
+  assertOneLineError(t, again, /user not found: dora/)
+
+  // Redis unreachable: the user is deleted all the same, and the operator is told the sockets were not reached.
+  const unreachable = await cli({ ...env, REDIS_URL: 'redis://127.0.0.1:1' }, 'users', 'delete', 'eve')
+  t.equal(unreachable.code, 1)
+  assertOneLineError(t, unreachable, /user deleted, but their open sockets could not be closed: Redis unavailable/)
+  t.equal(await server.store.getUser('eve'), null)
 })

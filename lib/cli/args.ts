@@ -14,6 +14,7 @@ export type Command =
   | { name: 'migrate' }
   | { name: 'users add', user: UserInput & { id: string } }
   | { name: 'users list' }
+  | { name: 'users delete', userId: string }
   | { name: 'tokens mint', userId: string, expiresAt: Date | null, label: string | null }
   | { name: 'tokens access', userId: string }
   | { name: 'tokens revoke', tokenId: string }
@@ -38,6 +39,7 @@ const COMMANDS: Record<Exclude<Command['name'], 'help'>, { options: Options, pos
     positionals: []
   },
   'users list': { options: {}, positionals: [] },
+  'users delete': { options: {}, positionals: ['userId'] },
   'tokens mint': { options: { user: { type: 'string' }, expires: { type: 'string' }, name: { type: 'string' } }, positionals: [] },
   'tokens access': { options: { user: { type: 'string' } }, positionals: [] },
   'tokens revoke': { options: {}, positionals: ['tokenId'] },
@@ -121,6 +123,11 @@ export function parseCommand (argv: string[]): Command {
       return { name, userId: id('user', true) as string, expiresAt, label: text('name') ?? null }
     }
     case 'tokens access': return { name, userId: id('user', true) as string }
+    case 'users delete': {
+      const userId = positionals[0]
+      if (!isId(userId)) throw new UsageError(`${name}: "${userId}" is not a user id`)
+      return { name, userId }
+    }
     case 'tokens revoke': {
       const tokenId = positionals[0]
       if (!isId(tokenId)) throw new UsageError(`${name}: "${tokenId}" is not a token id`)
@@ -148,6 +155,11 @@ Usage: npm run -s cli -- <command> [options]
 
   users list
       Prints every user as JSON (needs DATABASE_URL or the embedded store).
+
+  users delete <user id>
+      Deletes the user with their tokens, templates and inbox, and closes their
+      open sockets with 4003 on every server process (through REDIS_URL; without
+      it, sockets of a server running elsewhere stay open until they reconnect).
 
   tokens mint --user <user id> [--expires <ISO-8601 date>] [--name <label>]
       Mints an API token for the user and prints only the token, so that

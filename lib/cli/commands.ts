@@ -7,8 +7,10 @@ import tokens, { type TokenService } from '../../plugins/app/tokens.js'
 import { createDriver } from '../../plugins/app/supabase/index.js'
 import { migrate, pendingMigrations } from '../../plugins/app/supabase/migrate.js'
 import { Store } from '../../plugins/app/supabase/store.js'
+import { publishToHubs } from '../../plugins/app/hub/redis-transport.js'
 import type { RpcDriver, SqlAccess } from '../../plugins/app/supabase/driver.js'
 import type { User } from '../../schemas/users.js'
+import { WsClose } from '../../schemas/ws.js'
 import { CliError, type Command } from './args.js'
 import type { Io } from './run.js'
 
@@ -39,6 +41,20 @@ export async function execute (command: Exclude<Command, { name: 'help' }>, conf
         if (!driver.sql) throw new CliError('users list needs DATABASE_URL or the embedded store')
         const rows = await driver.sql.query<{ user: User }>('select gatehouse_user_json(u) as "user" from users u order by u.created_at, u.id')
         io.out(json(rows.map(r => r.user)))
+        return
+      }
+      case 'users delete': {
+        const deletedIds = await store.deleteUser({ id: command.userId })
+        if (deletedIds.length === 0) throw new CliError(`user not found: ${command.userId}`)
+        if (config.REDIS_URL) {
+          const events = deletedIds.map(userId => ({ type: 'disconnect' as const, userId, code: WsClose.REVOKED, reason: 'user removed' }))
+          try {
+            await publishToHubs({ url: config.REDIS_URL, prefix: config.REDIS_KEY_PREFIX, timeoutMs: config.REDIS_TIMEOUT_MS }, events)
+          } catch (error) {
+            throw new CliError(`user deleted, but their open sockets could not be closed: Redis unavailable (${(error as Error).message})`)
+          }
+        }
+        io.out(json({ deletedIds }))
         return
       }
       case 'tokens mint': {

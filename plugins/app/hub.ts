@@ -4,6 +4,7 @@ import type { WebSocket } from 'ws'
 import { Counter, Gauge } from 'prom-client'
 import { LocalHub } from './hub/local.js'
 import { memoryTransport, type Transport } from './hub/transport.js'
+import { redisTransport } from './hub/redis-transport.js'
 import { AckWriter } from './hub/acks.js'
 
 /** One accepted send, as the messaging plugin hands it to delivery. */
@@ -57,11 +58,8 @@ export interface HubOptions {
 const DRAIN_WAIT_MS = 2000
 
 export default fp(async function hub (fastify: FastifyInstance, opts: HubOptions) {
-  const { config, store } = fastify
-  const transport = opts.transport ?? memoryTransport()
-  if (config.REDIS_URL && transport.name === 'memory') {
-    fastify.log.warn('REDIS_URL is set but cross-process delivery is not available yet: live messages reach sockets on this process only')
-  }
+  const { config, store, redis } = fastify
+  const transport = opts.transport ?? (redis ? redisTransport(redis, fastify.log.child({ plugin: 'hub' })) : memoryTransport())
   const local = new LocalHub({
     store,
     log: fastify.log.child({ plugin: 'hub' }),
@@ -75,7 +73,8 @@ export default fp(async function hub (fastify: FastifyInstance, opts: HubOptions
     // A delivery fault must not fail the send that published it: the messages are stored and replay later.
     try {
       if (event.type === 'batch') local.deliver(event.batch)
-      else local.disconnect(event.userId, event.code, event.reason)
+      else if (event.type === 'disconnect') local.disconnect(event.userId, event.code, event.reason)
+      else local.resync()
     } catch (err) {
       fastify.log.error({ err, event: event.type }, 'hub event failed')
     }
@@ -125,4 +124,4 @@ export default fp(async function hub (fastify: FastifyInstance, opts: HubOptions
     local.stop()
     await transport.close()
   })
-}, { name: 'hub', dependencies: ['env', 'supabase', 'metrics'] })
+}, { name: 'hub', dependencies: ['env', 'redis', 'supabase', 'metrics'] })

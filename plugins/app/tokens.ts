@@ -2,7 +2,8 @@ import fp from 'fastify-plugin'
 import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { JWT } from '@fastify/jwt'
-import { unauthorized } from '../../lib/errors.js'
+import { DependencyUnavailableError, unauthorized } from '../../lib/errors.js'
+import type { RedisConnections } from './redis.js'
 import type { TokenKind } from '../external/jwt.js'
 import type { User } from '../../schemas/users.js'
 
@@ -46,6 +47,28 @@ export function memoryTicketLedger (): TicketLedger & { size: number, close (): 
     close () { clearInterval(sweep) }
   }
 }
+
+/**
+ * The ledger of every process in Redis: `SET NX` with the ticket's own expiry is
+ * atomic, so one ticket opens one socket whichever processes it is shown to.
+ * Fails closed: while Redis is unreachable a ticket is refused (503), never
+ * accepted without the check.
+ */
+export function redisTicketLedger (redis: RedisConnections): TicketLedger {
+  return {
+    async consume (jti, exp) {
+      const ttl = Math.max(1, Math.ceil(exp - Date.now() / 1000))
+      let result: string | null
+      try {
+        result = await redis.commands.set(`${redis.prefix}ticket:${jti}`, '1', 'EX', ttl, 'NX')
+      } catch (err) {
+        throw new DependencyUnavailableError('Redis', err)
+      }
+      return result === 'OK'
+    }
+  }
+}
+
 
 /** The `exp` claim of a token this service just signed. */
 function expiresAtSeconds (token: string): number {
@@ -117,8 +140,16 @@ declare module 'fastify' {
 }
 
 export default fp(async function tokens (fastify: FastifyInstance) {
-  const ledger = memoryTicketLedger()
-  fastify.addHook('onClose', async () => { ledger.close() })
+  // The CLI signs tokens without Redis; the server shares the ledger when REDIS_URL is set.
+  const redis = fastify.hasDecorator('redis') ? fastify.redis : null
+  let ledger: TicketLedger
+  if (redis) {
+    ledger = redisTicketLedger(redis)
+  } else {
+    const memory = memoryTicketLedger()
+    fastify.addHook('onClose', async () => { memory.close() })
+    ledger = memory
+  }
   fastify.decorate('tokens', new TokenService(fastify.jwt, {
     access: fastify.config.ACCESS_TOKEN_TTL,
     ws: fastify.config.WS_TOKEN_TTL

@@ -13,6 +13,9 @@ export default fp(async function rateLimit (fastify) {
     global: false,
     max: fastify.config.RATE_LIMIT_MAX,
     timeWindow: '1 minute',
+    // With Redis every process counts against one budget. While Redis is down the
+    // limit fails open (requests pass, unlimited) rather than refusing every client.
+    ...(fastify.redis ? { redis: fastify.redis.commands, nameSpace: `${fastify.redis.prefix}rate:`, skipOnError: true } : {}),
     errorResponseBuilder: (_request, context) => limited(context.after)
   })
   // The plugin's own global hook runs after a route's onRequest hooks, so a failed

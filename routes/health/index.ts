@@ -23,13 +23,16 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     config: { rateLimit: false },
     schema: {
       tags: ['health'],
-      summary: 'The store answers and the process is not draining',
+      summary: 'The store (and Redis, when configured) answer and the process is not draining',
       response: { 200: ReadySchema, ...errors(503) }
     }
   }, async () => {
     if (draining) throw new ApiError(503, 'DRAINING', 'Server is shutting down')
-    await fastify.store.ping()
-    return { status: 'ready' as const, checks: { store: 'ok' as const } }
+    const { store, redis } = fastify
+    await Promise.all([store.ping(), redis?.ping()])
+    const checks: Record<string, 'ok'> = { store: 'ok' }
+    if (redis) checks.redis = 'ok'
+    return { status: 'ready' as const, checks }
   })
 }
 export default routes

@@ -9,19 +9,23 @@ interface Held { seq: number, frame: string }
 
 /**
  * While a socket replays, live messages wait in `held`, or only their lowest seq
- * once too many arrived. `recent` remembers the last seqs the replay sent: a
- * message committed just before a replay query is both read by it and published
- * live, and must reach the socket once.
+ * once too many arrived.
  */
-interface Replay { held: Held[], rescanFrom: number | null, recent: number[] }
+interface Replay { held: Held[], rescanFrom: number | null }
 
+/**
+ * Seqs a socket was sent lately. A message committed just before a replay query
+ * is both read by it and published live, and a catch-up re-reads what is still
+ * unacknowledged: either way it must reach the socket once.
+ */
 const RECENT_MAX = 256
 
 /** One socket. Kept small: 10,000 of them must fit in little memory. */
 class Connection {
   alive = true
   closed = false
-  replay: Replay | null = { held: [], rescanFrom: null, recent: [] }
+  replay: Replay | null = { held: [], rescanFrom: null }
+  recent: number[] = []
   constructor (
     readonly socket: WebSocket,
     readonly userId: string,
@@ -42,6 +46,11 @@ export interface LocalHubOptions {
 }
 
 const bySeq = (a: Held, b: Held) => a.seq - b.seq
+
+function remember (conn: Connection, seq: number): void {
+  conn.recent.push(seq)
+  if (conn.recent.length > RECENT_MAX) conn.recent.shift()
+}
 
 /**
  * The sockets of this process, by user. Replays what is pending on connect,
@@ -93,9 +102,13 @@ export class LocalHub {
     socket.once('close', () => this.forget(conn))
     socket.send(readyFrame(userId))
     // Registered before the first query: anything committed later is published to this socket too.
+    this.startReplay(conn)
+  }
+
+  private startReplay (conn: Connection): void {
     this.replay(conn).catch(err => {
       if (conn.closed) return
-      this.log.warn({ err, userId }, 'replay failed, closing socket')
+      this.log.warn({ err, userId: conn.userId }, 'replay failed, closing socket')
       this.close(conn, WsClose.TRY_AGAIN_LATER, 'store unavailable')
     })
   }
@@ -109,6 +122,25 @@ export class LocalHub {
       tail ??= messageTail(batch)
       const frame = messageFrame(message.id, tail)
       for (const conn of conns) this.offer(conn, message.seq, frame)
+    }
+  }
+
+  /**
+   * Live events may have been missed (the subscription was lost): every socket
+   * reads its unacknowledged messages from the store again, skipping those it
+   * was just sent, while new live ones wait behind the replay as on connect.
+   */
+  resync (): void {
+    for (const conns of this.users.values()) {
+      for (const conn of conns) {
+        if (conn.replay !== null) {
+          // Already replaying: one more pass from the start once this one ends.
+          conn.replay.rescanFrom = 0
+          continue
+        }
+        conn.replay = { held: [], rescanFrom: null }
+        this.startReplay(conn)
+      }
     }
   }
 
@@ -149,10 +181,10 @@ export class LocalHub {
       if (conn.closed) return
       const replay = conn.replay as Replay
       for (const message of page) {
-        if (!await this.sendPaced(conn, messageFrame(message.id, messageTail(message)))) return
         cursor = message.seq
-        replay.recent.push(message.seq)
-        if (replay.recent.length > RECENT_MAX) replay.recent.shift()
+        if (conn.recent.includes(message.seq)) continue
+        if (!await this.sendPaced(conn, messageFrame(message.id, messageTail(message)))) return
+        remember(conn, message.seq)
       }
       if (page.length === this.pageSize) continue
       if (replay.rescanFrom !== null) {
@@ -164,8 +196,9 @@ export class LocalHub {
       conn.replay = null
       replay.held.sort(bySeq)
       for (const held of replay.held) {
-        if (replay.recent.includes(held.seq)) continue
+        if (conn.recent.includes(held.seq)) continue
         if (!this.send(conn, held.frame)) return
+        remember(conn, held.seq)
       }
       return
     }
@@ -173,12 +206,12 @@ export class LocalHub {
 
   /** A live message for one socket: sent now, or held while the socket still replays. */
   private offer (conn: Connection, seq: number, frame: string): void {
+    if (conn.recent.includes(seq)) return
     const replay = conn.replay
     if (replay === null) {
-      this.send(conn, frame)
+      if (this.send(conn, frame)) remember(conn, seq)
       return
     }
-    if (replay.recent.includes(seq)) return
     if (replay.rescanFrom === null && replay.held.length < this.heldMax) {
       replay.held.push({ seq, frame })
       return

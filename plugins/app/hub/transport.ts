@@ -1,9 +1,14 @@
 import type { MessageBatch } from '../hub.js'
 
-/** What travels between processes: a stored send to deliver, or a user to disconnect. */
+/**
+ * What travels between processes: a stored send to deliver, or a user to
+ * disconnect. `resync` is never published: a transport raises it itself when
+ * events may have been missed, and every local socket then catches up from the store.
+ */
 export type HubEvent =
   | { type: 'batch', batch: MessageBatch }
   | { type: 'disconnect', userId: string, code: number, reason: string }
+  | { type: 'resync' }
 
 /**
  * Carries hub events to every process that may hold a recipient's socket,

@@ -12,7 +12,7 @@ import { createPostgresDriver } from '../plugins/app/supabase/drivers/postgres.j
 import { latestMigration, listMigrations, migrate } from '../plugins/app/supabase/migrate.js'
 import { TEST_SECRET, testConfig } from './helpers/app.js'
 import { freshDatabase, requireDatabaseUrl, SERVICE_ROLE_KEY, testBackends } from './helpers/backends.js'
-import { startPostgrest } from './helpers/postgrest.js'
+import { prepareSupabaseRoles, startPostgrest } from './helpers/postgrest.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const MIGRATIONS = join(ROOT, 'supabase', 'migrations')
@@ -90,7 +90,8 @@ t.test('a server on a Supabase project with an earlier schema refuses to start',
   const url = await oldSchema(t)
   const driver = createPostgresDriver(url, { timeoutMs: 10_000, max: 2 })
   t.after(() => driver.close())
-  const postgrest = await startPostgrest(driver.sql, SERVICE_ROLE_KEY)
+  await prepareSupabaseRoles(driver.sql)
+  const postgrest = await startPostgrest(driver.sql)
   t.after(() => postgrest.close())
   assertRefused(t, await startServer(t, { SUPABASE_URL: postgrest.url, SUPABASE_SERVICE_ROLE_KEY: SERVICE_ROLE_KEY }))
 })

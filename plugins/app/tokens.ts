@@ -69,7 +69,6 @@ export function redisTicketLedger (redis: RedisConnections): TicketLedger {
   }
 }
 
-
 /** The `exp` claim of a token this service just signed. */
 function expiresAtSeconds (token: string): number {
   return (JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()) as { exp: number }).exp

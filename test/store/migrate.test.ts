@@ -141,7 +141,8 @@ t.test('two processes migrating at once apply each migration once', { skip: noDa
 
   const results = await Promise.all(children.map(child => child.result))
   const versions = (await listMigrations()).map(m => m.version)
-  t.same(results.sort((a, b) => a.length - b.length), [[], versions], 'one applied them, the other found them done')
+  // Each migration takes the lock on its own, so the two may share the work; none is applied twice.
+  t.same(results.flat().sort(), versions, 'every migration applied by exactly one of them')
   t.same(await observer`select version from gatehouse_schema_migrations order by version`.then(rows => rows.map(r => r.version)), versions)
   const driver = createPostgresDriver(url, { timeoutMs: 10_000, max: 1 })
   t.after(() => driver.close())

@@ -29,20 +29,30 @@ export function createPostgresDriver (url: string, { timeoutMs, max = 10 }: { ti
       // holds behind a transaction-mode pooler). A call still waiting for a connection at
       // the deadline is withdrawn and never runs. The outcome of a call that did start
       // is always the server's: the result, or the cancellation (57014, "unavailable").
-      let state: 'waiting' | 'running' | 'withdrawn' = 'waiting'
-      const work = sql.begin(async tx => {
-        if (state === 'withdrawn') throw new CallWithdrawnError()
-        state = 'running'
-        const [, rows] = await Promise.all([
-          tx.unsafe("select set_config('statement_timeout', $1, true)", [String(timeoutMs)]),
-          tx.unsafe(text, values as Values)
-        ])
-        return rows[0]?.result ?? null
-      })
+      const progress: { state: 'waiting' | 'running' | 'withdrawn' } = { state: 'waiting' }
+      const work = (async () => {
+        const connection = await sql.reserve()
+        try {
+          if (progress.state === 'withdrawn') throw new CallWithdrawnError()
+          progress.state = 'running'
+          // Pipelined: one round trip. COMMIT after a failed statement rolls back.
+          const [, , call, commit] = await Promise.allSettled([
+            connection.unsafe('begin'),
+            connection.unsafe("select set_config('statement_timeout', $1, true)", [String(timeoutMs)]),
+            connection.unsafe(text, values as Values),
+            connection.unsafe('commit')
+          ])
+          if (call.status === 'rejected') throw call.reason
+          if (commit.status === 'rejected') throw commit.reason
+          return call.value[0]?.result ?? null
+        } finally {
+          connection.release()
+        }
+      })()
       return await new Promise((resolve, reject) => {
         const withdraw = () => {
-          if (state !== 'waiting') return
-          state = 'withdrawn'
+          if (progress.state !== 'waiting') return
+          progress.state = 'withdrawn'
           reject(new CallWithdrawnError())
         }
         const deadline = setTimeout(withdraw, timeoutMs)

@@ -33,6 +33,9 @@ export function createSupabaseDriver (url: string, serviceRoleKey: string): RpcD
     async call (fn, args, signal) {
       // JSON drops undefined keys, and PostgREST matches functions by argument names: send null.
       const named = Object.fromEntries(Object.entries(args).map(([name, value]) => [name, value ?? null]))
+      // No deadline of our own: PostgREST answers when the statement ends or its role's
+      // statement_timeout cancels it, and that answer is the outcome. `signal` only stops
+      // waiting for a gateway that does not answer at all.
       const { data, error, status } = await client.rpc(fn, named).abortSignal(signal)
       if (error) throw new SupabaseRpcError(error.message, error.code ?? '', status, error.details ?? null, error.hint ?? null)
       return data ?? null

@@ -129,9 +129,11 @@ t.test('the Supabase backend reports a failing call as a failure, not an outage'
   const backend = testBackends().find(b => b.name === 'supabase')!
   const store = new Store(await backend.driver(t), 10_000)
   const error = await store.getTemplate({ organizationId: null, ownerId: 'x' }, 'not-a-uuid').then(() => null, (e: unknown) => e)
-  t.ok(error instanceof SupabaseRpcError)
   t.notOk(error instanceof DependencyUnavailableError)
-  t.match(error, { code: '22P02', status: 400 })
+  // A data exception (SQLSTATE 22xxx) is the caller's fault: a 400, with PostgREST's answer as the cause.
+  t.match(error, { statusCode: 400, code: 'INVALID_VALUE', details: { sqlstate: '22P02' } })
+  t.ok((error as Error).cause instanceof SupabaseRpcError)
+  t.match((error as Error).cause, { code: '22P02', status: 400 })
 })
 
 t.test('SQLSTATEs map to the statuses PostgREST documents', async t => {

@@ -33,7 +33,9 @@ export class Store {
       }
       // Every driver surfaces the SQLSTATE as `code` (supabase-js from PostgREST's answer).
       const code = (error as { code?: unknown } | null)?.code
-      if (isDataExceptionSqlState(code)) throw new ApiError(400, 'INVALID_VALUE', 'A value in the request cannot be stored', { sqlstate: code })
+      if (isDataExceptionSqlState(code)) {
+        throw Object.assign(new ApiError(400, 'INVALID_VALUE', 'A value in the request cannot be stored', { sqlstate: code }), { cause: error })
+      }
       throw error
     }
   }

@@ -58,7 +58,7 @@ export function toErrorBody (error: FastifyError | ApiError | Error): ErrorBody 
     if (err.name === 'SyntaxError') code = 'INVALID_JSON'
   }
   if (statusCode >= 500 && !(err instanceof ApiError)) message = 'Internal server error'
-  return { success: false, statusCode, code, error: message, message, ...(details ? { details } : {}) }
+  return { success: false, statusCode, status: statusCode, code, error: message, message, ...(details ? { details } : {}) }
 }
 
 async function app (fastify: FastifyInstance, opts: AppOptions) {
@@ -90,7 +90,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions) {
   // Unknown routes share the error envelope; the global rate limit covers them, so probing is slow.
   fastify.setNotFoundHandler(function notFound (request, reply) {
     const message = `Route ${request.method}:${request.url.split('?')[0]} not found`
-    return reply.code(404).send({ success: false, statusCode: 404, code: 'NOT_FOUND', error: message, message })
+    return reply.code(404).send({ success: false, statusCode: 404, status: 404, code: 'NOT_FOUND', error: message, message })
   })
 
   await fastify.register(healthRoutes)

@@ -29,6 +29,7 @@ import messageRoutes from './routes/api/messages/index.js'
 import templateRoutes from './routes/api/templates/index.js'
 import webhookRoutes from './routes/api/webhooks/index.js'
 import wsRoutes from './routes/ws/index.js'
+import demoRoutes from './routes/demo/index.js'
 
 export interface AppOptions {
   config: Config
@@ -101,6 +102,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(templateRoutes, { prefix: '/api/templates' })
   await fastify.register(webhookRoutes, { prefix: '/api/webhooks' })
   await fastify.register(wsRoutes, { prefix: '/ws' })
+  if (opts.config.DEMO) await fastify.register(demoRoutes)
 }
 
 // Not encapsulated: the server (and tests) see the decorators and the error handler set here.

@@ -32,7 +32,8 @@ export const ConfigSchema = Type.Object({
   STORE_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 5000 }),
   WS_HEARTBEAT_MS: Type.Integer({ minimum: 100, default: 30000 }),
   WS_SEND_BUFFER_BYTES: Type.Integer({ minimum: 1024, default: 1048576 }),
-  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10000 })
+  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10000 }),
+  DEMO: Type.Optional(Type.Boolean())
 })
 
 type RawConfig = Static<typeof ConfigSchema>
@@ -42,8 +43,10 @@ export type StoreBackend =
   | { kind: 'postgres', url: string }
   | { kind: 'supabase', url: string, serviceRoleKey: string }
 
-export interface Config extends Omit<RawConfig, 'JWT_SECRET' | 'CLERK_AUTHORIZED_PARTIES' | 'CORS_ORIGINS' | 'CLERK_JWT_KEY'> {
+export interface Config extends Omit<RawConfig, 'JWT_SECRET' | 'CLERK_AUTHORIZED_PARTIES' | 'CORS_ORIGINS' | 'CLERK_JWT_KEY' | 'DEMO'> {
   JWT_SECRET: string
+  /** Serve the demo page at /demo. */
+  DEMO: boolean
   CLERK_JWT_KEY?: string
   CLERK_AUTHORIZED_PARTIES: string[]
   CORS_ORIGINS: string[]
@@ -109,6 +112,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     CLERK_JWT_KEY: raw.CLERK_JWT_KEY?.replace(/\\n/g, '\n'),
     CLERK_AUTHORIZED_PARTIES: list(raw.CLERK_AUTHORIZED_PARTIES),
     CORS_ORIGINS: list(raw.CORS_ORIGINS),
+    DEMO: raw.DEMO ?? raw.NODE_ENV !== 'production',
     store
   }
 }

@@ -30,6 +30,7 @@ import messageRoutes from './routes/api/messages/index.js'
 import templateRoutes from './routes/api/templates/index.js'
 import webhookRoutes from './routes/api/webhooks/index.js'
 import wsRoutes from './routes/ws/index.js'
+import demoRoutes from './routes/demo/index.js'
 
 export interface AppOptions {
   config: Config
@@ -81,7 +82,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions) {
   // Unknown routes share the error envelope; the global rate limit covers them, so probing is slow.
   fastify.setNotFoundHandler(function notFound (request, reply) {
     const message = `Route ${request.method}:${request.url.split('?')[0]} not found`
-    return reply.code(404).send({ success: false, statusCode: 404, code: 'NOT_FOUND', error: message, message })
+    return reply.code(404).send({ success: false, statusCode: 404, status: 404, code: 'NOT_FOUND', error: message, message })
   })
 
   await fastify.register(healthRoutes)
@@ -92,6 +93,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(templateRoutes, { prefix: '/api/templates' })
   await fastify.register(webhookRoutes, { prefix: '/api/webhooks' })
   await fastify.register(wsRoutes, { prefix: '/ws' })
+  if (opts.config.DEMO) await fastify.register(demoRoutes)
 }
 
 // Not encapsulated: the server (and tests) see the decorators and the error handler set here.

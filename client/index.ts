@@ -54,6 +54,11 @@ export interface ClientOptions {
   onError?: (error: unknown) => void
   WebSocket?: WebSocketConstructor
   fetch?: FetchLike
+  /**
+   * `auto` (default): a message is acknowledged once `onMessage` returns.
+   * `manual`: only when passed to `ack()`, e.g. after a person has read it.
+   */
+  ack?: 'auto' | 'manual'
   /** Acks wait at most this long to be sent together (default 100 ms). */
   ackDelayMs?: number
   /** ...or until this many are waiting (default 100, at most 1000). */
@@ -142,15 +147,19 @@ export class GatehouseClient {
 
     const ws = new this.WebSocket(`${this.options.url.replace(/^http/, 'ws').replace(/\/$/, '')}/ws?token=${encodeURIComponent(ticket)}`)
     this.ws = ws
-    ws.addEventListener('message', (event: { data: unknown }) => this.onFrame(event.data))
-    // A refused upgrade is an error followed by a close (1006): the close handler retries.
-    ws.addEventListener('error', () => {})
-    ws.addEventListener('close', (event: { code: number, reason: string }) => {
-      if (this.ws !== ws) return
+    let opened = false
+    const closed = (code: number, reason: string) => {
+      if (this.ws !== ws) return // already handled, or replaced
       this.ws = null
       this.ready = false
-      this.onClose(event.code, event.reason)
-    })
+      this.onClose(code, reason)
+    }
+    ws.addEventListener('open', () => { opened = true })
+    ws.addEventListener('message', (event: { data: unknown }) => this.onFrame(event.data))
+    // A refused upgrade is an error, and a close (1006) in browsers and `ws`; some
+    // runtimes fire no close then, so an error before the socket opened counts as one.
+    ws.addEventListener('error', () => { if (!opened) closed(1006, 'connection failed') })
+    ws.addEventListener('close', (event: { code: number, reason: string }) => closed(event.code, event.reason))
   }
 
   private async ticket (): Promise<string> {
@@ -186,9 +195,10 @@ export class GatehouseClient {
     }
   }
 
-  /** One message at a time, in order; a repeat is acknowledged again but not handed over twice. */
+  /** One message at a time, in order; a repeat is not handed over twice (in `auto` mode it is acknowledged again). */
   private async handle (message: Message): Promise<void> {
     if (this.stopReason !== null) return
+    const manual = this.options.ack === 'manual'
     if (!this.seen.has(message.id)) {
       this.remember(message.id)
       try {
@@ -200,7 +210,13 @@ export class GatehouseClient {
         return
       }
     }
-    this.queueAck(message.id)
+    if (!manual) this.queueAck(message.id)
+  }
+
+  /** Acknowledges messages handed to `onMessage` (for `ack: 'manual'`); sent when connected. */
+  ack (...ids: string[]): void {
+    if (this.stopReason !== null) return
+    for (const id of ids) this.queueAck(id)
   }
 
   private remember (id: string): void {
@@ -235,8 +251,9 @@ export class GatehouseClient {
     const { initialMs = 500, maxMs = 30_000 } = this.options.backoff ?? {}
     const delay = delayMs ?? Math.floor(Math.random() * Math.min(maxMs, initialMs * 2 ** this.attempt))
     this.attempt++
-    this.status({ state: 'disconnected', code, reason, retryInMs: delay })
+    // Armed before reporting, so a close() from onStatus cancels it.
     this.retryTimer = setTimeout(() => this.reconnect(), delay)
+    this.status({ state: 'disconnected', code, reason, retryInMs: delay })
   }
 
   private stop (reason: StopReason): void {

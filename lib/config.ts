@@ -44,7 +44,8 @@ export const ConfigSchema = Type.Object({
   METRICS: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' }),
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   DOCS: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' }),
-  HSTS_MAX_AGE: Type.Integer({ minimum: 0, default: 0 })
+  HSTS_MAX_AGE: Type.Integer({ minimum: 0, default: 0 }),
+  DEMO: Type.Optional(Type.Boolean())
 })
 
 type RawConfig = Static<typeof ConfigSchema>
@@ -54,10 +55,12 @@ export type StoreBackend =
   | { kind: 'postgres', url: string }
   | { kind: 'supabase', url: string, serviceRoleKey: string }
 
-export interface Config extends Omit<RawConfig, 'JWT_SECRET' | 'CLERK_AUTHORIZED_PARTIES' | 'CORS_ORIGINS' | 'CLERK_JWT_KEY' | 'TRUST_PROXY'> {
+export interface Config extends Omit<RawConfig, 'JWT_SECRET' | 'CLERK_AUTHORIZED_PARTIES' | 'CORS_ORIGINS' | 'CLERK_JWT_KEY' | 'TRUST_PROXY' | 'DEMO'> {
   /** Fastify's trustProxy: all, none, a hop count, or proxy addresses/CIDRs. */
   TRUST_PROXY: boolean | number | string[]
   JWT_SECRET: string
+  /** Serve the demo page at /demo. */
+  DEMO: boolean
   CLERK_JWT_KEY?: string
   CLERK_AUTHORIZED_PARTIES: string[]
   CORS_ORIGINS: string[]
@@ -132,6 +135,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     CLERK_AUTHORIZED_PARTIES: list(raw.CLERK_AUTHORIZED_PARTIES),
     CORS_ORIGINS: list(raw.CORS_ORIGINS),
     TRUST_PROXY: trustProxy(raw.TRUST_PROXY),
+    DEMO: raw.DEMO ?? raw.NODE_ENV !== 'production',
     store
   }
 }

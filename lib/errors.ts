@@ -66,5 +66,5 @@ export function toErrorBody (error: FastifyError | ApiError | Error): ErrorBody 
     if (err.name === 'SyntaxError') code = 'INVALID_JSON'
   }
   if (statusCode >= 500 && !(err instanceof ApiError)) message = 'Internal server error'
-  return { success: false, statusCode, code, error: message, message, ...(details ? { details } : {}) }
+  return { success: false, statusCode, status: statusCode, code, error: message, message, ...(details ? { details } : {}) }
 }

@@ -14,3 +14,4 @@ export const projectRoot = (() => {
 })()
 
 export const migrationsDir = join(projectRoot, 'supabase', 'migrations')
+export const clientBuildFile = join(projectRoot, 'dist', 'client', 'index.js')

@@ -61,7 +61,7 @@ function clientErrorHandler (this: FastifyInstance, error: NodeJS.ErrnoException
       : [400, 'BAD_REQUEST', 'Malformed HTTP request']
   this.log.debug({ code: error.code }, 'client error')
   if (socket.writable) {
-    const body = JSON.stringify({ success: false, statusCode, code, error: message, message })
+    const body = JSON.stringify({ success: false, statusCode, status: statusCode, code, error: message, message })
     socket.write(`HTTP/1.1 ${statusCode} ${STATUS_CODES[statusCode]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
   }
   socket.destroySoon()

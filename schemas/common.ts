@@ -4,6 +4,8 @@ import { Type, type Static, type StringOptions, type TSchema } from '@sinclair/t
 export const ErrorSchema = Type.Object({
   success: Type.Literal(false),
   statusCode: Type.Integer(),
+  /** The same as statusCode: the admin document's clients read `status`. */
+  status: Type.Integer(),
   code: Type.String(),
   error: Type.String(),
   message: Type.String(),

@@ -56,8 +56,8 @@ export type SendHeaders = Static<typeof SendHeadersSchema>
 export const PlaceholderValue = Type.Union([Text(), Type.Number(), Type.Boolean()])
 
 export const SendTemplateBodySchema = Type.Object({
-  // Any id is accepted: one that is not a stored template's uuid is a 404, as for a missing one.
-  templateId: Text({ minLength: 1, maxLength: 128 }),
+  // A template's id or its name (unique within the organization); neither found is a 404.
+  templateId: Text({ minLength: 1, maxLength: 200, description: "The template's id, or its name" }),
   recipientIds: RecipientIds,
   placeholders: Type.Optional(Type.Record(Type.String(), PlaceholderValue, { description: 'Values for the template\'s {{placeholders}}' }))
 })

@@ -7,7 +7,7 @@ t.test('unknown routes answer 404 in the error envelope', async t => {
   const app = await buildApp(t)
   const res = await app.inject({ method: 'GET', url: '/nope' })
   t.equal(res.statusCode, 404)
-  t.match(res.json(), { success: false, statusCode: 404, code: 'NOT_FOUND', error: 'Route GET:/nope not found', message: 'Route GET:/nope not found' })
+  t.match(res.json(), { success: false, statusCode: 404, status: 404, code: 'NOT_FOUND', error: 'Route GET:/nope not found', message: 'Route GET:/nope not found' })
 })
 
 t.test("Fastify's own errors use the envelope too", async t => {
@@ -33,7 +33,7 @@ t.test("Fastify's own errors use the envelope too", async t => {
 
   const invalid = await app.inject({ method: 'POST', url: '/api/admin/tokens', headers, payload: { userId: { id: 1 } } })
   t.equal(invalid.statusCode, 400)
-  t.match(invalid.json(), { success: false, statusCode: 400, code: 'VALIDATION_ERROR', message: /userId/ })
+  t.match(invalid.json(), { success: false, statusCode: 400, status: 400, code: 'VALIDATION_ERROR', message: /userId/ })
   t.notMatch(invalid.body, /at .*\.ts:\d+/, 'no stack trace')
 })
 

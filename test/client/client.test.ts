@@ -205,6 +205,42 @@ t.test('client', async t => {
     t.equal(delays.length, 2)
     t.ok(delays[0] < 20 && delays[1] < 40, 'full jitter below the doubling cap')
   })
+
+  t.test('retries a refused upgrade on a runtime that reports it with an error and no close', async t => {
+    const user = await createUser(app)
+    // The `ws` socket, behaving as some built-in WebSockets do: a failed handshake fires no close.
+    class NoCloseOnRefusal extends WebSocket {
+      private opened = false
+      constructor (url: string) {
+        super(url)
+        this.on('open', () => { this.opened = true })
+      }
+
+      addEventListener (type: string, listener: (event: any) => void) {
+        super.addEventListener(type as 'close', type === 'close' ? event => { if (this.opened) listener(event) } : listener)
+      }
+    }
+    let tickets = 0
+    const refusedTwice: FetchLike = async (input, init) => {
+      if (++tickets <= 2) return { status: 200, ok: true, json: async () => ({ token: 'not-a-ticket' }) }
+      return await fetch(input, init)
+    }
+    const c = start(t, { url, accessToken: accessTokenFor(app, user), fetch: refusedTwice, WebSocket: NoCloseOnRefusal })
+    await c.until(() => c.readies() === 1)
+    t.equal(tickets, 3, 'a new ticket after each refusal')
+    t.same(c.statuses.map(s => s.state), ['connecting', 'disconnected', 'connecting', 'disconnected', 'connecting', 'ready'])
+  })
+
+  t.test("with ack: 'manual' only what ack() is given is acknowledged", async t => {
+    const user = await createUser(app)
+    const [first] = await sendDirect(app, sender, [user.id], 'read me')
+    const [second] = await sendDirect(app, sender, [user.id], 'and me')
+    const c = start(t, { url, accessToken: accessTokenFor(app, user), ack: 'manual', ackDelayMs: 0 })
+    await c.until(() => c.handled.length === 2)
+    c.client.ack(second)
+    while (await pendingCount(app, user) > 1) await new Promise(resolve => setTimeout(resolve, 20))
+    t.same((await app.store.pendingMessages(user.id, 0, 10)).map(m => m.id), [first], 'the other stays for replay')
+  })
 })
 
 t.test('without a global WebSocket the WebSocket option is required', async t => {

@@ -127,6 +127,7 @@ t.test(`junk at every route never gives a 5xx and refused requests change nothin
   const sender = await createUser(app, { organization_id: 'org_junk' })
   const recipient = await createUser(app, { organization_id: 'org_junk' })
   const template = await app.store.createTemplate({ organizationId: 'org_junk', ownerId: sender.id }, { name: 't', content: 'Hi {{name}}' })
+  if (!template) throw new Error('the template name is taken')
   const tokens = {
     admin: accessTokenFor(app, admin),
     api: (await apiTokenFor(app, sender)).token,

@@ -16,7 +16,7 @@ t.test('the OpenAPI document describes the messaging and template routes with ev
   answers('/api/messages/send-template', 'post', ['404'])
   answers('/api/messages/inbox', 'get', ['200', '400', '401', '503'])
   answers('/api/messages/ack', 'post', ['200', '400', '401', '503'])
-  answers('/api/templates', 'post', ['201', '400', '401', '413', '503'])
+  answers('/api/templates', 'post', ['201', '400', '401', '409', '413', '503'])
   answers('/api/templates', 'get', ['200', '401', '503'])
   answers('/api/templates/{id}', 'get', ['200', '400', '401', '404', '503'])
   answers('/api/templates/{id}', 'delete', ['200', '400', '401', '404', '503'])

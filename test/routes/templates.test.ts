@@ -29,11 +29,15 @@ for (const backend of testBackends()) {
       const template = created.json().template
       t.match(created.json(), { success: true, template: { id: String, name: 'welcome', content: 'Hello {{name}}', organizationId: org, ownerId: author.id, createdAt: String } })
       await call(app, colleagueToken, 'POST', '', { name: 'second', content: 'Bye' })
+      const taken = await call(app, colleagueToken, 'POST', '', { name: 'welcome', content: 'Another welcome' })
+      t.equal(taken.statusCode, 409, 'a name is held once per organization')
+      t.match(taken.json(), { success: false, statusCode: 409, status: 409, code: 'TEMPLATE_NAME_TAKEN', message: /welcome/ })
+      t.equal((await call(app, outsiderToken, 'POST', '', { name: 'welcome', content: 'Theirs' })).statusCode, 201, 'another organization may use it')
 
       const list = await call(app, colleagueToken, 'GET', '')
       t.equal(list.statusCode, 200)
       t.same(list.json().templates.map((x: { name: string }) => x.name), ['welcome', 'second'], 'an access token works too')
-      t.same((await call(app, outsiderToken, 'GET', '')).json(), { success: true, templates: [] })
+      t.same((await call(app, outsiderToken, 'GET', '')).json().templates.map((x: { content: string }) => x.content), ['Theirs'])
 
       const got = await call(app, colleagueToken, 'GET', `/${template.id}`)
       t.equal(got.statusCode, 200)

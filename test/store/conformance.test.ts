@@ -11,6 +11,13 @@ import { testBackends } from '../helpers/backends.js'
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
+/** A template the store did create (null means its name was taken). */
+async function created<T> (template: Promise<T | null>): Promise<T> {
+  const value = await template
+  if (value === null) throw new Error('template name taken')
+  return value
+}
+
 for (const backend of testBackends()) {
   t.test(`the store on ${backend.name}`, { skip: backend.skip }, async t => {
     const { driver, sql } = await backend.open(t)
@@ -162,10 +169,10 @@ for (const backend of testBackends()) {
       const solo2 = await user({ organization_id: null })
       const orgT = { organizationId: 'org_t', ownerId: a1.id }
 
-      const shared = await store.createTemplate(orgT, { name: 'hello', content: 'Hi {{name}}' })
+      const shared = await created(store.createTemplate(orgT, { name: 'hello', content: 'Hi {{name}}' }))
       t.same(shared, { id: shared.id, name: 'hello', content: 'Hi {{name}}', organizationId: 'org_t', ownerId: a1.id, createdAt: shared.createdAt })
       t.match(shared, { id: UUID, createdAt: ISO })
-      const second = await store.createTemplate(orgT, { name: 'bye', content: 'Bye' })
+      const second = await created(store.createTemplate(orgT, { name: 'bye', content: 'Bye' }))
 
       const colleague = { organizationId: 'org_t', ownerId: a2.id }
       t.same(await store.listTemplates(colleague), [shared, second], 'the whole organization sees them, oldest first')
@@ -176,13 +183,32 @@ for (const backend of testBackends()) {
       t.equal(await store.deleteTemplate(stranger, shared.id), false)
 
       const own = { organizationId: null, ownerId: solo.id }
-      const mine = await store.createTemplate(own, { name: 'private', content: 'just me' })
+      const mine = await created(store.createTemplate(own, { name: 'private', content: 'just me' }))
       t.match(mine, { organizationId: null, ownerId: solo.id })
       t.same(await store.listTemplates(own), [mine])
       t.same(await store.listTemplates({ organizationId: null, ownerId: solo2.id }), [])
       t.equal(await store.getTemplate({ organizationId: null, ownerId: solo2.id }, mine.id), null)
       t.equal(await store.deleteTemplate({ organizationId: null, ownerId: solo2.id }, mine.id), false)
       t.same(await store.listTemplates({ organizationId: 'org_t', ownerId: solo.id }), [shared, second], 'an organization does not see private templates')
+
+      await t.test('names are unique within a scope, and find takes an id or a name', async t => {
+        t.equal(await store.createTemplate(colleague, { name: 'hello', content: 'again' }), null, 'the organization has a "hello"')
+        t.same(await store.listTemplates(colleague), [shared, second], 'nothing was added')
+        const strangers = await created(store.createTemplate(stranger, { name: 'hello', content: 'theirs' }))
+        t.equal(await store.createTemplate({ organizationId: null, ownerId: solo2.id }, { name: 'private', content: 'mine too' }).then(x => x?.name), 'private', 'private names are per owner')
+        t.same(await store.findTemplate(colleague, 'hello'), shared)
+        t.same(await store.findTemplate(colleague, shared.id), shared)
+        t.same(await store.findTemplate(colleague, shared.id.toUpperCase()), shared)
+        t.same(await store.findTemplate(stranger, 'hello'), strangers, 'each organization finds its own')
+        t.same(await store.findTemplate(own, 'private'), mine)
+        t.equal(await store.findTemplate(colleague, 'private'), null)
+        t.equal(await store.findTemplate(colleague, randomUUID()), null)
+        t.equal(await store.findTemplate(stranger, shared.id), null, "another organization's id is not found")
+        const uuidNamed = await created(store.createTemplate(colleague, { name: second.id, content: 'named like an id' }))
+        t.same(await store.findTemplate(colleague, second.id), second, 'an id wins over a name that looks like one')
+        t.same(await store.findTemplate(colleague, uuidNamed.id), uuidNamed)
+        await store.deleteTemplate(colleague, uuidNamed.id)
+      })
 
       t.equal(await store.deleteTemplate(colleague, shared.id), true)
       t.equal(await store.deleteTemplate(colleague, shared.id), false, 'already deleted')
@@ -271,7 +297,7 @@ for (const backend of testBackends()) {
     t.test('pending and inbox list oldest first from a cursor; ack removes from pending', async t => {
       const sender = await user({ organization_id: 'org_m' })
       const reader = await user({ organization_id: 'org_m' })
-      const template = await store.createTemplate({ organizationId: 'org_m', ownerId: sender.id }, { name: 't', content: 'three' })
+      const template = await created(store.createTemplate({ organizationId: 'org_m', ownerId: sender.id }, { name: 't', content: 'three' }))
       const ids: string[] = []
       for (const [content, templateId] of [['one', null], ['two', null], ['three', template.id]]) {
         ids.push((await sent({ ...sendFrom(sender), recipientIds: [reader.id], content: content!, templateId })).messages[0].id)

@@ -96,12 +96,16 @@ export class Store {
   revokeApiToken (id: string) { return this.call<ApiToken | null>('gatehouse_token_revoke', { p_id: id }) }
 
   // Templates, scoped to an organization (or to their owner when there is none)
-  createTemplate (scope: TemplateScope, template: { name: string, content: string }) {
-    return this.call<Template>('gatehouse_template_create', { p_org: scope.organizationId, p_owner: scope.ownerId, p_name: template.name, p_content: template.content })
+  /** Creates a template; null when its scope already has one of that name. */
+  async createTemplate (scope: TemplateScope, template: { name: string, content: string }): Promise<Template | null> {
+    const result = await this.call<{ template?: Template }>('gatehouse_template_create', { p_org: scope.organizationId, p_owner: scope.ownerId, p_name: template.name, p_content: template.content })
+    return result.template ?? null
   }
 
   listTemplates (scope: TemplateScope) { return this.call<Template[]>('gatehouse_template_list', { p_org: scope.organizationId, p_owner: scope.ownerId }) }
   getTemplate (scope: TemplateScope, id: string) { return this.call<Template | null>('gatehouse_template_get', { p_org: scope.organizationId, p_owner: scope.ownerId, p_id: id }) }
+  /** A template by its id or by its name (names are unique within a scope). */
+  findTemplate (scope: TemplateScope, idOrName: string) { return this.call<Template | null>('gatehouse_template_find', { p_org: scope.organizationId, p_owner: scope.ownerId, p_key: idOrName }) }
   async deleteTemplate (scope: TemplateScope, id: string): Promise<boolean> {
     const result = await this.call<{ deleted: boolean }>('gatehouse_template_delete', { p_org: scope.organizationId, p_owner: scope.ownerId, p_id: id })
     return result.deleted

@@ -12,7 +12,6 @@ import {
 } from '../../../schemas/messages.js'
 
 const UNAUTHORIZED = 'Unauthorized: Missing or invalid token'
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 /**
  * Inbox cursors are opaque to clients: `x<xact>.<seq>`, the position of the last
@@ -72,11 +71,10 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   }, async function sendTemplate (request, reply) {
     const caller = callerOf(request)
     const { templateId, recipientIds, placeholders } = request.body
-    const template = UUID.test(templateId)
-      ? await store.getTemplate(templateScope(caller.user), templateId)
-      : null
+    const template = await store.findTemplate(templateScope(caller.user), templateId)
     if (!template) throw new ApiError(404, 'TEMPLATE_NOT_FOUND', 'Template not found')
-    return await send(request, reply, 'send-template', { recipientIds, content: renderTemplate(template.content, placeholders), templateId })
+    // Messages record the template's id, whichever way the request named it.
+    return await send(request, reply, 'send-template', { recipientIds, content: renderTemplate(template.content, placeholders), templateId: template.id })
   })
 
   fastify.post('/send-bulk', {

@@ -26,12 +26,14 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['templates'],
       security: [{ bearer: [] }],
       body: CreateTemplateBodySchema,
-      response: { 201: TemplateResponseSchema, ...errors(400, 401, 413, 415, 429, 500, 503) }
+      response: { 201: TemplateResponseSchema, ...errors(400, 401, 409, 413, 415, 429, 500, 503) }
     }
   }, async function createTemplate (request, reply) {
     const { name, content } = request.body
     assertContentSize(content, config.MAX_CONTENT_BYTES)
     const template = await store.createTemplate(scopeOf(request), { name, content })
+    // Names are unique within the organization: send-template accepts a name for an id.
+    if (!template) throw new ApiError(409, 'TEMPLATE_NAME_TAKEN', `A template named "${name}" already exists`)
     return reply.code(201).send({ success: true, template })
   })
 

@@ -3,6 +3,7 @@
  *
  *   npm run bench:http [-- --duration 5 --runs 5 --connections 50]
  *
+ * AUTH_CACHE_TTL_MS=0 measures the path without the authentication cache.
  * Reports requests/second medians and each route's ratio to the bare route, so
  * the figure means something on a shared, noisy machine.
  */
@@ -44,6 +45,7 @@ const config = loadConfig({
   LOG_LEVEL: 'warn',
   JWT_SECRET: 'bench-secret-bench-secret-bench-secret',
   RATE_LIMIT_MAX: '100000000',
+  ...(process.env.AUTH_CACHE_TTL_MS ? { AUTH_CACHE_TTL_MS: process.env.AUTH_CACHE_TTL_MS } : {}),
   DATA_DIR: mkdtempSync(join(tmpdir(), 'gatehouse-bench-')),
   ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {})
 })
@@ -52,15 +54,19 @@ await server.register(app, { config })
 await server.listen({ port: 0, host: '127.0.0.1' })
 const user = await server.store.upsertUser({ id: 'bench-user', email: 'bench@example.com', name: 'Bench' })
 const access = server.tokens.issueAccess(user!).token
+const apiId = crypto.randomUUID()
+await server.store.createApiToken({ id: apiId, userId: user!.id, createdBy: null, name: 'bench', expiresAt: null })
+const api = server.tokens.issueApi(apiId, user!.id, null)
 
 const bareUrl = `http://127.0.0.1:${(bare.server.address() as { port: number }).port}/`
 const base = `http://127.0.0.1:${(server.server.address() as { port: number }).port}`
 const routes: Array<[string, string, Record<string, string>]> = [
   ['GET /health (full app, no auth)', `${base}/health`, {}],
-  ['GET /websocket-token/ (verify + user lookup + sign)', `${base}/websocket-token/`, { authorization: `Bearer ${access}` }]
+  ['GET /websocket-token/ (verify + user lookup + sign)', `${base}/websocket-token/`, { authorization: `Bearer ${access}` }],
+  ['GET /api/templates (API token + one store query for the list)', `${base}/api/templates`, { authorization: `Bearer ${api}` }]
 ]
 
-console.log(`backend=${server.store.backend} duration=${duration}s connections=${connections} runs=${runs}`)
+console.log(`backend=${server.store.backend} AUTH_CACHE_TTL_MS=${config.AUTH_CACHE_TTL_MS} duration=${duration}s connections=${connections} runs=${runs}`)
 const samples: Record<string, number[]> = { bare: [] }
 for (const [name] of routes) samples[name] = []
 for (let run = 0; run < runs; run++) {

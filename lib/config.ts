@@ -33,6 +33,7 @@ export const ConfigSchema = Type.Object({
   MAX_CONTENT_BYTES: Type.Integer({ minimum: 1, maximum: 49152, default: 16384 }),
   RATE_LIMIT_MAX: Type.Integer({ minimum: 1, default: 600 }),
   STORE_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 5000 }),
+  AUTH_CACHE_TTL_MS: Type.Integer({ minimum: 0, maximum: 600000, default: 30000 }),
   WS_HEARTBEAT_MS: Type.Integer({ minimum: 100, default: 30000 }),
   WS_SEND_BUFFER_BYTES: Type.Integer({ minimum: 1024, default: 1048576 }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10000 }),

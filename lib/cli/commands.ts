@@ -6,8 +6,8 @@ import jwt from '../../plugins/external/jwt.js'
 import tokens, { type TokenService } from '../../plugins/app/tokens.js'
 import { createDriver } from '../../plugins/app/supabase/index.js'
 import { migrate, pendingMigrations } from '../../plugins/app/supabase/migrate.js'
-import { Store } from '../../plugins/app/supabase/store.js'
-import { publishToHubs } from '../../plugins/app/hub/redis-transport.js'
+import { Store, type StoreChange } from '../../plugins/app/supabase/store.js'
+import { channels, publishOnce } from '../../plugins/app/redis.js'
 import type { RpcDriver, SqlAccess } from '../../plugins/app/supabase/driver.js'
 import type { User } from '../../schemas/users.js'
 import { WsClose } from '../../schemas/ws.js'
@@ -30,10 +30,22 @@ export async function execute (command: Exclude<Command, { name: 'help' }>, conf
     }
     await ensureSchema(driver)
     const store = new Store(driver, config.STORE_TIMEOUT_MS)
+    // Server processes cache users and tokens: with Redis they hear of the changes made here at once.
+    const changes: StoreChange[] = []
+    store.onChange(change => changes.push(change))
+    const announce = async (more: Array<[string, unknown]> = []) => {
+      if (!config.REDIS_URL || changes.length + more.length === 0) return
+      try {
+        await publishOnce({ url: config.REDIS_URL, timeoutMs: config.REDIS_TIMEOUT_MS }, [...changes.map(change => [channels(config.REDIS_KEY_PREFIX).auth, change] as [string, unknown]), ...more])
+      } catch (error) {
+        throw new CliError(`done, but server processes were not told (Redis unavailable: ${(error as Error).message}): open sockets stay open and cached state lasts up to AUTH_CACHE_TTL_MS`)
+      }
+    }
     switch (command.name) {
       case 'users add': {
         const user = await store.upsertUser(command.user)
         if (!user) throw new CliError(`clerk id "${command.user.clerk_id}" already belongs to another user`)
+        await announce()
         io.out(json(user))
         return
       }
@@ -46,14 +58,7 @@ export async function execute (command: Exclude<Command, { name: 'help' }>, conf
       case 'users delete': {
         const deletedIds = await store.deleteUser({ id: command.userId })
         if (deletedIds.length === 0) throw new CliError(`user not found: ${command.userId}`)
-        if (config.REDIS_URL) {
-          const events = deletedIds.map(userId => ({ type: 'disconnect' as const, userId, code: WsClose.REVOKED, reason: 'user removed' }))
-          try {
-            await publishToHubs({ url: config.REDIS_URL, prefix: config.REDIS_KEY_PREFIX, timeoutMs: config.REDIS_TIMEOUT_MS }, events)
-          } catch (error) {
-            throw new CliError(`user deleted, but their open sockets could not be closed: Redis unavailable (${(error as Error).message})`)
-          }
-        }
+        await announce(deletedIds.map(userId => [channels(config.REDIS_KEY_PREFIX).hub, { type: 'disconnect', userId, code: WsClose.REVOKED, reason: 'user removed' }]))
         io.out(json({ deletedIds }))
         return
       }
@@ -84,6 +89,7 @@ export async function execute (command: Exclude<Command, { name: 'help' }>, conf
       case 'tokens revoke': {
         const token = await store.revokeApiToken(command.tokenId)
         if (!token) throw new CliError(`token not found: ${command.tokenId}`)
+        await announce()
         io.out(json(token))
       }
     }

@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest, onRequestHookHandler, preHandlerHookHandler } from 'fastify'
 import { forbidden, unauthorized } from '../../lib/errors.js'
 import type { User } from '../../schemas/users.js'
+import { AuthCache, shareInvalidations } from './auth-cache.js'
 
 export type CallerKind = 'access' | 'api'
 
@@ -49,6 +50,15 @@ export default fp(async function auth (fastify: FastifyInstance) {
   const { tokens, store } = fastify
   fastify.decorateRequest('caller', null)
 
+  // Changes through this process's store are forgotten here at once, and in the others through Redis.
+  const cache = new AuthCache(fastify.config.AUTH_CACHE_TTL_MS)
+  const redis = fastify.hasDecorator('redis') ? fastify.redis : null
+  const shared = redis ? shareInvalidations(cache, redis, fastify.log.child({ plugin: 'auth' })) : null
+  store.onChange(change => {
+    cache.invalidate(change)
+    shared?.publish(change)
+  })
+
   /** Resolves a token of one of `kinds` to a caller; role and existence come from the store now. */
   async function resolve (token: string, kinds: CallerKind[], message?: string): Promise<Caller> {
     for (const kind of kinds) {
@@ -60,12 +70,12 @@ export default fp(async function auth (fastify: FastifyInstance) {
         continue
       }
       if (kind === 'access') {
-        const user = await store.getUser(claims.sub)
+        const user = await cache.user(claims.sub, () => store.getUser(claims.sub))
         if (!user) throw unauthorized(message)
         return { user, kind, expiresAt: claims.exp }
       }
       const jti = (claims as { jti?: string }).jti
-      const record = jti ? await store.authenticateApiToken(jti) : null
+      const record = jti ? await cache.apiToken(jti, () => store.authenticateApiToken(jti)) : null
       if (!record?.user || record.token.revokedAt !== null) throw unauthorized(message)
       if (record.token.expiresAt !== null && Date.parse(record.token.expiresAt) <= Date.now()) throw unauthorized(message)
       return { user: record.user, kind, tokenId: jti, expiresAt: claims.exp }

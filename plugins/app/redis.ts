@@ -24,6 +24,23 @@ declare module 'fastify' {
   }
 }
 
+/** The pub/sub channels: hub events (deliveries, closes) and authentication-cache invalidations. */
+export const channels = (prefix: string) => ({ hub: `${prefix}hub`, auth: `${prefix}auth` })
+
+/**
+ * Publishes from a process that keeps no connection (the CLI), on a connection
+ * of its own that fails rather than waits when Redis is down.
+ */
+export async function publishOnce (options: { url: string, timeoutMs: number }, messages: Array<[channel: string, message: unknown]>): Promise<void> {
+  const redis = new Redis(options.url, { connectTimeout: options.timeoutMs, commandTimeout: options.timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null })
+  redis.on('error', () => {})
+  try {
+    for (const [channel, message] of messages) await redis.publish(channel, JSON.stringify(message))
+  } finally {
+    redis.disconnect()
+  }
+}
+
 export interface RedisOptions { url: string, prefix: string, timeoutMs: number, log: FastifyBaseLogger }
 
 /** Connects lazily and reconnects forever: a process started while Redis is down recovers by itself. */

@@ -102,9 +102,11 @@ export class TokenService {
 
   /** A short-lived single-use ticket; `sessionExpiresAt` (seconds) bounds the socket it opens. */
   issueWsTicket (userId: string, sessionExpiresAt?: number) {
-    const payload: Record<string, unknown> = { sub: userId }
+    // Every claim in the payload and no options: given options, @fastify/jwt builds a new signer per call.
+    const iat = Math.floor(Date.now() / 1000)
+    const payload: Record<string, unknown> = { sub: userId, jti: randomUUID(), iat, exp: iat + this.ttl.ws }
     if (sessionExpiresAt) payload.sexp = sessionExpiresAt
-    const token = this.ns('ws').sign(payload, { expiresIn: this.ttl.ws, jti: randomUUID() })
+    const token = this.ns('ws').sign(payload)
     return { token, expiresIn: this.ttl.ws }
   }
 

@@ -14,9 +14,10 @@ interface Held { seq: number, frame: string }
 interface Replay { held: Held[], rescanFrom: number | null }
 
 /**
- * Seqs a socket was sent lately. A message committed just before a replay query
- * is both read by it and published live, and a catch-up re-reads what is still
- * unacknowledged: either way it must reach the socket once.
+ * Seqs a socket was sent lately, by replay and live (each list bounded). A
+ * message committed just before a replay query is both read by it and published
+ * live, and a catch-up re-reads what is still unacknowledged and was sent live:
+ * either way it must reach the socket once.
  */
 const RECENT_MAX = 256
 
@@ -25,7 +26,8 @@ class Connection {
   alive = true
   closed = false
   replay: Replay | null = { held: [], rescanFrom: null }
-  recent: number[] = []
+  replayed: number[] = []
+  sentLive: number[] = []
   constructor (
     readonly socket: WebSocket,
     readonly userId: string,
@@ -47,9 +49,9 @@ export interface LocalHubOptions {
 
 const bySeq = (a: Held, b: Held) => a.seq - b.seq
 
-function remember (conn: Connection, seq: number): void {
-  conn.recent.push(seq)
-  if (conn.recent.length > RECENT_MAX) conn.recent.shift()
+function remember (list: number[], seq: number): void {
+  list.push(seq)
+  if (list.length > RECENT_MAX) list.shift()
 }
 
 /**
@@ -182,9 +184,9 @@ export class LocalHub {
       const replay = conn.replay as Replay
       for (const message of page) {
         cursor = message.seq
-        if (conn.recent.includes(message.seq)) continue
+        if (conn.replayed.includes(message.seq) || conn.sentLive.includes(message.seq)) continue
         if (!await this.sendPaced(conn, messageFrame(message.id, messageTail(message)))) return
-        remember(conn, message.seq)
+        remember(conn.replayed, message.seq)
       }
       if (page.length === this.pageSize) continue
       if (replay.rescanFrom !== null) {
@@ -196,9 +198,9 @@ export class LocalHub {
       conn.replay = null
       replay.held.sort(bySeq)
       for (const held of replay.held) {
-        if (conn.recent.includes(held.seq)) continue
+        if (conn.replayed.includes(held.seq)) continue
         if (!this.send(conn, held.frame)) return
-        remember(conn, held.seq)
+        remember(conn.sentLive, held.seq)
       }
       return
     }
@@ -206,10 +208,10 @@ export class LocalHub {
 
   /** A live message for one socket: sent now, or held while the socket still replays. */
   private offer (conn: Connection, seq: number, frame: string): void {
-    if (conn.recent.includes(seq)) return
+    if (conn.replayed.includes(seq)) return
     const replay = conn.replay
     if (replay === null) {
-      if (this.send(conn, frame)) remember(conn, seq)
+      if (this.send(conn, frame)) remember(conn.sentLive, seq)
       return
     }
     if (replay.rescanFrom === null && replay.held.length < this.heldMax) {

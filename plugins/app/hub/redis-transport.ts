@@ -1,7 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { Redis } from 'ioredis'
 import { DependencyUnavailableError } from '../../../lib/errors.js'
-import type { RedisConnections } from '../redis.js'
+import { channels, type RedisConnections } from '../redis.js'
 import type { HubEvent, Transport } from './transport.js'
 
 /**
@@ -13,24 +12,8 @@ import type { HubEvent, Transport } from './transport.js'
  * transport hands its subscribers a `resync`, and the hub makes every socket
  * catch up from the store.
  */
-const hubChannel = (prefix: string) => prefix + 'hub'
-
-/**
- * Publishes events to every server's hub from a process that has none (the CLI),
- * on a connection of its own that fails rather than waits when Redis is down.
- */
-export async function publishToHubs (options: { url: string, prefix: string, timeoutMs: number }, events: HubEvent[]): Promise<void> {
-  const redis = new Redis(options.url, { connectTimeout: options.timeoutMs, commandTimeout: options.timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null })
-  redis.on('error', () => {})
-  try {
-    for (const event of events) await redis.publish(hubChannel(options.prefix), JSON.stringify(event))
-  } finally {
-    redis.disconnect()
-  }
-}
-
 export function redisTransport (redis: RedisConnections, log: FastifyBaseLogger): Transport {
-  const channel = hubChannel(redis.prefix)
+  const channel = channels(redis.prefix).hub
   const { commands, subscriber } = redis
   let handlers: Array<(event: HubEvent) => void> = []
   const emit = (event: HubEvent) => { for (const handler of handlers) handler(event) }

@@ -8,12 +8,24 @@ import { CallWithdrawnError, isDataExceptionSqlState, type RpcDriver } from './d
 /** Beyond twice the store timeout, for the database's answer to reach us. */
 const VERDICT_GRACE_MS = 1000
 
+/** Users or API tokens changed through a store: what an authentication cache must forget. */
+export interface StoreChange { userIds: string[], tokenIds: string[] }
+
 /**
  * The storage contract. One implementation for every backend: each method is one
  * call of a SQL function, so the backends differ only in how they reach Postgres.
  */
 export class Store {
+  private readonly listeners: Array<(change: StoreChange) => void> = []
+
   constructor (private readonly driver: RpcDriver, private readonly timeoutMs: number) {}
+
+  /** Called after every change to users or API tokens made through this store. */
+  onChange (listener: (change: StoreChange) => void): void { this.listeners.push(listener) }
+
+  private changed (change: StoreChange): void {
+    for (const listener of this.listeners) listener(change)
+  }
 
   get backend () { return this.driver.kind }
 
@@ -59,12 +71,14 @@ export class Store {
   /** Creates or updates a user; returns null when the clerk_id already belongs to someone else. */
   async upsertUser (input: UserInput): Promise<User | null> {
     const result = await this.call<{ user?: User, error?: string }>('gatehouse_user_upsert', { p_user: input })
+    if (result.user) this.changed({ userIds: [result.user.id], tokenIds: [] })
     return result.user ?? null
   }
 
   /** Deletes by id or clerk id; the user's tokens, templates and inbox go with them. */
   async deleteUser (by: { id?: string, clerkId?: string }): Promise<string[]> {
     const result = await this.call<{ deletedIds: string[] }>('gatehouse_user_delete', { p_id: by.id ?? null, p_clerk_id: by.clerkId ?? null })
+    if (result.deletedIds.length > 0) this.changed({ userIds: result.deletedIds, tokenIds: [] })
     return result.deletedIds
   }
 
@@ -93,7 +107,11 @@ export class Store {
   /** The token record and its owner, in one round trip; marks the token used. */
   authenticateApiToken (id: string) { return this.call<{ token: ApiToken, user: User | null } | null>('gatehouse_token_authenticate', { p_id: id }) }
   listApiTokens (userId: string | null) { return this.call<ApiToken[]>('gatehouse_token_list', { p_user_id: userId }) }
-  revokeApiToken (id: string) { return this.call<ApiToken | null>('gatehouse_token_revoke', { p_id: id }) }
+  async revokeApiToken (id: string): Promise<ApiToken | null> {
+    const token = await this.call<ApiToken | null>('gatehouse_token_revoke', { p_id: id })
+    if (token) this.changed({ userIds: [], tokenIds: [id] })
+    return token
+  }
 
   // Templates, scoped to an organization (or to their owner when there is none)
   /** Creates a template; null when its scope already has one of that name. */

@@ -1,5 +1,5 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { createServer } from 'node:net'
@@ -19,14 +19,14 @@ const START_MS = 60_000
  * process's own (so test files running at once do not write the same files);
  * removed when `t` ends. Type errors are the typecheck's job.
  */
-export async function buildDist (t: Test): Promise<string> {
+export async function buildDist (t: Test, entries = ['server.ts']): Promise<string> {
   const outDir = join(root, '.tap', `server-build-${process.pid}`)
   mkdirSync(outDir, { recursive: true })
   t.teardown(() => rmSync(outDir, { recursive: true, force: true }))
   writeFileSync(join(outDir, 'tsconfig.json'), JSON.stringify({
     extends: join(root, 'tsconfig.json'),
     compilerOptions: { noEmit: false, noCheck: true, incremental: false, outDir, rootDir: root },
-    files: [join(root, 'server.ts')],
+    files: entries.map(entry => join(root, entry)),
     include: []
   }))
   await run(process.execPath, [createRequire(import.meta.url).resolve('typescript/bin/tsc'), '-p', join(outDir, 'tsconfig.json')])
@@ -149,7 +149,11 @@ export async function startGatehouse (t: Test, dist: string, env: Record<string,
 /** Polls until `check` holds; for states that settle by themselves (a reconnect), bounded. */
 export const eventually = until
 
-const PG_BIN = '/usr/lib/postgresql/15/bin'
+/** The newest Postgres the machine has, as .ci/run picks it. */
+const PG_BIN = (() => {
+  const versions = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').filter(v => /^\d+$/.test(v)) : []
+  return `/usr/lib/postgresql/${versions.sort((a, b) => Number(a) - Number(b)).at(-1) ?? '15'}/bin`
+})()
 
 /** A Postgres cluster of this test only (never the shared server), in a temp dir; it can be stopped and started again. */
 export interface PrivatePostgres {

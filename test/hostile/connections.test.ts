@@ -1,13 +1,13 @@
 import t from 'tap'
-import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 import { apiTokenFor, buildApp, createUser, TEST_SECRET } from '../helpers/app.js'
+import { buildDist } from '../helpers/processes.js'
 import { listen, Peer, refused, ticketFor, wsUrl } from '../ws/helpers.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
@@ -121,24 +121,6 @@ t.test('connection attempts on /ws are limited per IP', async t => {
   t.equal((await app.inject('/health')).statusCode, 200, 'other routes are not affected')
 })
 
-/** Compiles the server once, as `npm run build` does, into a directory of this run's own. */
-function buildServer (): string {
-  const outDir = join(ROOT, '.tap', `server-build-${process.pid}`)
-  mkdirSync(outDir, { recursive: true })
-  t.teardown(() => rmSync(outDir, { recursive: true, force: true }))
-  writeFileSync(join(outDir, 'tsconfig.json'), JSON.stringify({
-    extends: join(ROOT, 'tsconfig.json'),
-    compilerOptions: { noEmit: false, noCheck: true, incremental: false, outDir, rootDir: ROOT },
-    files: [join(ROOT, 'server.ts')],
-    include: []
-  }))
-  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
-  const build = spawnSync(process.execPath, [tsc, '-p', join(outDir, 'tsconfig.json')], { encoding: 'utf8' })
-  const server = join(outDir, 'server.js')
-  if (!existsSync(server)) throw new Error(`the server did not compile: ${build.stdout}${build.stderr}`)
-  return server
-}
-
 t.test('after refused upgrades, SIGTERM still ends the server cleanly', async t => {
   const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-sigterm-'))
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
@@ -153,7 +135,7 @@ t.test('after refused upgrades, SIGTERM still ends the server cleanly', async t 
     RATE_LIMIT_MAX: '2',
     SHUTDOWN_GRACE_MS: '8000'
   }
-  const child = spawn(process.execPath, [buildServer()], { cwd: ROOT, env })
+  const child = spawn(process.execPath, [join(await buildDist(t), 'server.js')], { cwd: ROOT, env })
   t.teardown(() => { child.kill('SIGKILL') })
   let stdout = ''
   child.stdout.on('data', chunk => { stdout += chunk })

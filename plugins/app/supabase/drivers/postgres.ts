@@ -7,9 +7,11 @@ const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOT
 type Values = postgres.ParameterOrJSON<never>[]
 
 /** A Postgres server (Supabase's own connection string works too) through a postgres.js pool. */
-export function createPostgresDriver (url: string, { timeoutMs, max = 10 }: { timeoutMs: number, max?: number }): RpcDriver & { sql: SqlAccess } {
+export function createPostgresDriver (url: string, { timeoutMs, max = 10, path }: { timeoutMs: number, max?: number, path?: string }): RpcDriver & { sql: SqlAccess } {
   const sql = postgres(url, {
     max,
+    // A Unix socket (the embedded store's process) instead of the URL's host.
+    ...(path ? { path } : {}),
     connect_timeout: Math.max(1, Math.ceil(timeoutMs / 1000)),
     idle_timeout: 30,
     // postgres.js waits up to 20 s between reconnections after failures; a recovered

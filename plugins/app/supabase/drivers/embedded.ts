@@ -1,0 +1,159 @@
+import { fork, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { extname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { lockDataDir } from '../../../../lib/data-dir-lock.js'
+import type { RpcDriver, SqlAccess } from '../driver.js'
+import type { EmbeddedProcessMessage, EmbeddedProcessOptions } from './embedded-process.js'
+import { createPostgresDriver } from './postgres.js'
+
+// The entry beside this file: .js once built, .ts under the test runner's loader.
+const ENTRY = fileURLToPath(new URL(`./embedded-process${extname(fileURLToPath(import.meta.url))}`, import.meta.url))
+/** Connections from this process to the store; the store runs one statement at a time anyway. */
+const POOL_SIZE = 4
+const RESTART_MAX_DELAY_MS = 5_000
+
+export interface EmbeddedOptions {
+  /** DATA_DIR, or null for a store in memory (tests). */
+  dataDir: string | null
+  /** A dump file to start an in-memory store from (tests reuse one migrated store). */
+  loadDataDir?: string
+  timeoutMs: number
+  /** Told when the store process ends unexpectedly and is restarted. */
+  onRestart?: (reason: string) => void
+}
+
+export interface EmbeddedDriver extends RpcDriver {
+  sql: SqlAccess
+  /** The store process's pid (for measurements and tests). */
+  readonly pid: number | undefined
+}
+
+/**
+ * The embedded store (PGlite) in a child process, reached through postgres.js over a
+ * Unix socket: queries never block this event loop, and the store timeout is enforced
+ * here, since PGlite cannot cancel a statement: a call still running at the deadline
+ * means the store is stuck, so its process is killed (the call's transaction never
+ * commits) and restarted, and the call answers "unavailable". This process holds the
+ * DATA_DIR lock for the store's whole life, restarts included.
+ */
+export async function createEmbeddedDriver (options: EmbeddedOptions): Promise<EmbeddedDriver> {
+  const { dataDir, timeoutMs } = options
+  const lock = dataDir ? await lockDataDir(dataDir) : null
+  const socketDir = await mkdtemp(join(tmpdir(), 'gatehouse-store-'))
+  const base: EmbeddedProcessOptions = {
+    dataDir,
+    loadDataDir: options.loadDataDir ?? null,
+    socketPath: join(socketDir, '.s.PGSQL.5432'),
+    maxConnections: POOL_SIZE + 2,
+    prepareOnly: false
+  }
+  let child: ChildProcess | undefined
+  let closing = false
+  let restarts = 0
+  let restartTimer: NodeJS.Timeout | undefined
+
+  const cleanup = async () => {
+    await rm(socketDir, { recursive: true, force: true })
+    await lock?.release()
+  }
+
+  const start = async (prepareOnly: boolean): Promise<ChildProcess> => {
+    const proc = fork(ENTRY, [JSON.stringify({ ...base, prepareOnly })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    await new Promise<void>((resolve, reject) => {
+      const onMessage = (message: EmbeddedProcessMessage) => {
+        if (message.type === 'ready') resolve()
+        else reject(new Error(`embedded store: ${message.message}`))
+      }
+      const onExit = (code: number | null, signal: string | null) => reject(new Error(`embedded store process exited during start (${signal ?? `code ${code}`})`))
+      proc.on('message', onMessage)
+      proc.once('exit', onExit)
+      proc.once('error', reject)
+    }).finally(() => {
+      proc.removeAllListeners('message')
+      proc.removeAllListeners('exit')
+      proc.removeAllListeners('error')
+    })
+    return proc
+  }
+
+  const supervise = (proc: ChildProcess) => {
+    child = proc
+    proc.once('exit', (code, signal) => {
+      if (child === proc) child = undefined
+      if (closing) return
+      const reason = `embedded store process ended (${signal ?? `code ${code}`})`
+      options.onRestart?.(reason)
+      scheduleRestart()
+    })
+  }
+
+  const scheduleRestart = () => {
+    const delay = Math.min(50 * 2 ** restarts, RESTART_MAX_DELAY_MS)
+    restarts++
+    restartTimer = setTimeout(() => {
+      restartTimer = undefined
+      start(false).then(proc => {
+        if (closing) { proc.kill('SIGKILL'); return }
+        restarts = 0
+        supervise(proc)
+      }, (error: unknown) => {
+        if (closing) return
+        options.onRestart?.((error as Error).message)
+        scheduleRestart()
+      })
+    }, delay)
+    restartTimer.unref()
+  }
+
+  try {
+    // A new DATA_DIR: initdb and the first migration in a process that then exits, so
+    // the serving process does not keep their memory peak.
+    if (dataDir && !existsSync(join(dataDir, 'PG_VERSION'))) {
+      const prepare = await start(true)
+      if (prepare.exitCode === null) await new Promise(resolve => prepare.once('exit', resolve))
+    }
+    supervise(await start(false))
+  } catch (error) {
+    await cleanup()
+    throw error
+  }
+
+  const pg = createPostgresDriver('postgres://postgres@localhost/postgres', { timeoutMs, max: POOL_SIZE, path: base.socketPath })
+
+  return {
+    kind: 'pglite',
+    get pid () { return child?.pid },
+    async call (fn, args, signal) {
+      const work = pg.call(fn, args, signal)
+      // Calls still waiting for a connection are withdrawn at the deadline by the
+      // postgres driver; one still unsettled shortly after is running and stuck.
+      const stuck = setTimeout(() => { child?.kill('SIGKILL') }, timeoutMs + 100)
+      try {
+        return await work
+      } finally {
+        clearTimeout(stuck)
+      }
+    },
+    sql: pg.sql,
+    isUnavailable: (error) => pg.isUnavailable(error),
+    async close () {
+      if (closing) return
+      closing = true
+      clearTimeout(restartTimer)
+      await pg.close()
+      const proc = child
+      if (proc && proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise(resolve => proc.once('exit', resolve))
+        // Closing the channel asks the store to stop and checkpoint; a hung one is killed.
+        proc.disconnect()
+        const force = setTimeout(() => proc.kill('SIGKILL'), 10_000)
+        await exited
+        clearTimeout(force)
+      }
+      await cleanup()
+    }
+  }
+}

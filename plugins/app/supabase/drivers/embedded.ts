@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { lockDataDir } from '../../../../lib/data-dir-lock.js'
 import type { RpcDriver, SqlAccess } from '../driver.js'
 import type { EmbeddedProcessMessage, EmbeddedProcessOptions } from './embedded-process.js'
-import { createPostgresDriver } from './postgres.js'
+import { createPostgresDriver, isPostgresUnavailable, type PostgresDriver } from './postgres.js'
 
 // The entry beside this file: .js once built, .ts under the test runner's loader.
 const ENTRY = fileURLToPath(new URL(`./embedded-process${extname(fileURLToPath(import.meta.url))}`, import.meta.url))
@@ -61,6 +61,8 @@ export async function createEmbeddedDriver (options: EmbeddedOptions): Promise<E
   }
 
   const start = async (prepareOnly: boolean): Promise<ChildProcess> => {
+    // A killed store leaves its socket file behind; listening on it again would fail.
+    await rm(base.socketPath, { force: true })
     const proc = fork(ENTRY, [JSON.stringify({ ...base, prepareOnly })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     await new Promise<void>((resolve, reject) => {
       const onMessage = (message: EmbeddedProcessMessage) => {
@@ -79,15 +81,35 @@ export async function createEmbeddedDriver (options: EmbeddedOptions): Promise<E
     return proc
   }
 
+  // One connection pool per store process: a pool is never left retrying a dead socket,
+  // and calls made while the store restarts fail at once as unavailable.
+  let pg: PostgresDriver | undefined
+  const connect = () => createPostgresDriver('postgres://postgres@localhost/postgres', { timeoutMs, max: POOL_SIZE, path: base.socketPath })
+  const current = (): PostgresDriver => {
+    if (!pg) throw new EmbeddedStoreDownError()
+    return pg
+  }
+
   const supervise = (proc: ChildProcess) => {
     child = proc
+    pg = connect()
+    const pool = pg
     proc.once('exit', (code, signal) => {
       if (child === proc) child = undefined
+      if (pg === pool) pg = undefined
+      pool.close(0).catch(() => {})
       if (closing) return
       const reason = `embedded store process ended (${signal ?? `code ${code}`})`
       options.onRestart?.(reason)
       scheduleRestart()
     })
+  }
+
+  /** The store is stuck in a statement PGlite cannot cancel: end its connections, then the process. */
+  const kill = async (proc: ChildProcess, pool: PostgresDriver) => {
+    if (pg === pool) pg = undefined
+    await pool.close(0)
+    proc.kill('SIGKILL')
   }
 
   const scheduleRestart = () => {
@@ -121,29 +143,37 @@ export async function createEmbeddedDriver (options: EmbeddedOptions): Promise<E
     throw error
   }
 
-  const pg = createPostgresDriver('postgres://postgres@localhost/postgres', { timeoutMs, max: POOL_SIZE, path: base.socketPath })
+  const sql: SqlAccess = {
+    exec: async (script) => { await current().sql.exec(script) },
+    query: async (text, values) => await current().sql.query(text, values),
+    transaction: async (fn) => await current().sql.transaction(fn)
+  }
 
   return {
     kind: 'pglite',
     get pid () { return child?.pid },
     async call (fn, args, signal) {
-      const work = pg.call(fn, args, signal)
+      const pool = current()
+      const proc = child
+      const work = pool.call(fn, args, signal)
       // Calls still waiting for a connection are withdrawn at the deadline by the
       // postgres driver; one still unsettled shortly after is running and stuck.
-      const stuck = setTimeout(() => { child?.kill('SIGKILL') }, timeoutMs + 100)
+      const stuck = setTimeout(() => { if (proc) kill(proc, pool).catch(() => {}) }, timeoutMs + 100)
       try {
         return await work
       } finally {
         clearTimeout(stuck)
       }
     },
-    sql: pg.sql,
-    isUnavailable: (error) => pg.isUnavailable(error),
+    sql,
+    // While the store process restarts its socket is missing or refuses connections.
+    isUnavailable: (error) => error instanceof EmbeddedStoreDownError || isPostgresUnavailable(error) ||
+      (error as { code?: unknown })?.code === 'ENOENT',
     async close () {
       if (closing) return
       closing = true
       clearTimeout(restartTimer)
-      await pg.close()
+      await pg?.close()
       const proc = child
       if (proc && proc.exitCode === null && proc.signalCode === null) {
         const exited = new Promise(resolve => proc.once('exit', resolve))
@@ -156,4 +186,8 @@ export async function createEmbeddedDriver (options: EmbeddedOptions): Promise<E
       await cleanup()
     }
   }
+}
+
+class EmbeddedStoreDownError extends Error {
+  constructor () { super('the embedded store is restarting') }
 }

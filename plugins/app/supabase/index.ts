@@ -53,7 +53,7 @@ export default fp(async function supabase (fastify: FastifyInstance, opts: { dri
 
   const store = new Store(driver, config.STORE_TIMEOUT_MS)
   if (driver.kind === 'pglite' && driver.sql) {
-    const applied = await migrate(driver.sql)
+    const applied = [...driver.migratedAtStart ?? [], ...await migrate(driver.sql)]
     if (applied.length > 0) fastify.log.info({ applied }, 'embedded store migrated')
   } else {
     await checkSchema(store, fastify.log)

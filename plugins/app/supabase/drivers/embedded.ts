@@ -29,6 +29,8 @@ export interface EmbeddedDriver extends RpcDriver {
   sql: SqlAccess
   /** The store process's pid (for measurements and tests). */
   readonly pid: number | undefined
+  /** Migrations the store process applied when it first started (it migrates itself). */
+  readonly migratedAtStart: readonly string[]
 }
 
 /**
@@ -60,14 +62,17 @@ export async function createEmbeddedDriver (options: EmbeddedOptions): Promise<E
     await lock?.release()
   }
 
+  const migratedAtStart: string[] = []
   const start = async (prepareOnly: boolean): Promise<ChildProcess> => {
     // A killed store leaves its socket file behind; listening on it again would fail.
     await rm(base.socketPath, { force: true })
     const proc = fork(ENTRY, [JSON.stringify({ ...base, prepareOnly })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     await new Promise<void>((resolve, reject) => {
       const onMessage = (message: EmbeddedProcessMessage) => {
-        if (message.type === 'ready') resolve()
-        else reject(new Error(`embedded store: ${message.message}`))
+        if (message.type === 'ready') {
+          migratedAtStart.push(...message.applied)
+          resolve()
+        } else reject(new Error(`embedded store: ${message.message}`))
       }
       const onExit = (code: number | null, signal: string | null) => reject(new Error(`embedded store process exited during start (${signal ?? `code ${code}`})`))
       proc.on('message', onMessage)
@@ -152,6 +157,7 @@ export async function createEmbeddedDriver (options: EmbeddedOptions): Promise<E
   return {
     kind: 'pglite',
     get pid () { return child?.pid },
+    migratedAtStart,
     async call (fn, args, signal) {
       const pool = current()
       const proc = child

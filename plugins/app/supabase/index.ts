@@ -17,7 +17,7 @@ declare module 'fastify' {
 
 export async function createDriver (backend: StoreBackend, timeoutMs: number, log?: FastifyInstance['log']): Promise<RpcDriver> {
   switch (backend.kind) {
-    case 'pglite': return await createEmbeddedDriver({ dataDir: backend.dataDir, timeoutMs, onRestart: reason => log?.error(`${reason}: restarting it`) })
+    case 'pglite': return await createEmbeddedDriver({ dataDir: backend.dataDir, optimize: backend.optimize, timeoutMs, onRestart: reason => log?.error(`${reason}: restarting it`) })
     case 'postgres': return createPostgresDriver(backend.url, { timeoutMs })
     case 'supabase': return createSupabaseDriver(backend.url, backend.serviceRoleKey)
   }

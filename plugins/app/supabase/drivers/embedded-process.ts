@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises'
+import { setFlagsFromString } from 'node:v8'
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket'
 import { openPglite, pgliteAccess } from './pglite.js'
 import { migrate } from '../migrate.js'
@@ -15,6 +16,7 @@ export interface EmbeddedProcessOptions {
   loadDataDir: string | null
   socketPath: string
   maxConnections: number
+  optimize: boolean
   /** Create and migrate the store, then exit: initdb's memory peak is not kept by the serving process. */
   prepareOnly: boolean
 }
@@ -28,6 +30,10 @@ function send (message: EmbeddedProcessMessage): void {
 }
 
 async function main (options: EmbeddedProcessOptions): Promise<void> {
+  // By default Postgres' WebAssembly stays on V8's baseline compiler: optimizing it
+  // keeps about 45 MiB more machine code resident, for bulk writes about twice as fast.
+  // Set before PGlite compiles its module; a flag V8 no longer knows is ignored.
+  if (!options.optimize) setFlagsFromString('--liftoff-only')
   const dump = options.loadDataDir ? new Blob([await readFile(options.loadDataDir)]) : undefined
   const db = await openPglite(options.dataDir, dump)
   const applied = await migrate(pgliteAccess(db))

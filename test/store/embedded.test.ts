@@ -9,7 +9,8 @@ import { apiTokenFor, buildApp, createUser } from '../helpers/app.js'
 // stop the service, the store timeout must hold although PGlite cannot cancel a
 // statement, and a store process that dies must come back on its own.
 
-const STORE_TIMEOUT_MS = 500
+// Long enough for a store process that has just started to answer on a loaded machine.
+const STORE_TIMEOUT_MS = 2000
 
 async function dataDir (t: Test): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'gatehouse-embedded-test-'))
@@ -32,7 +33,7 @@ async function setup (t: Test, timeoutMs: number) {
   })
   const inbox = async () => (await app.store.inbox(recipient.id, null, 100)).map(m => m.content)
   const ready = async () => {
-    for (let i = 0; i < 200; i++) {
+    for (let i = 0; i < 600; i++) {
       if ((await app.inject('/ready')).statusCode === 200) return
       await new Promise(resolve => setTimeout(resolve, 50))
     }
@@ -45,13 +46,13 @@ t.test('a send stuck in the store past STORE_TIMEOUT_MS answers 503, the service
   const { driver, app, restarts, send, inbox, ready } = await setup(t, STORE_TIMEOUT_MS)
   // Every send now takes far longer than the timeout inside the store.
   await driver.sql.exec(`
-    create function slow_send() returns trigger language plpgsql as $$ begin perform pg_sleep(5); return new; end $$;
+    create function slow_send() returns trigger language plpgsql as $$ begin perform pg_sleep(30); return new; end $$;
     create trigger slow_send before insert on message_bodies for each row execute function slow_send();`)
   const firstPid = driver.pid
 
   const pending = send('hello', 'stuck-send')
   // Meanwhile the service itself answers at once: the store's work is not on its event loop.
-  await new Promise(resolve => setTimeout(resolve, 100))
+  await new Promise(resolve => setTimeout(resolve, 500))
   const health = await app.inject('/health')
   t.equal(health.statusCode, 200, '/health answers while the store is busy')
 

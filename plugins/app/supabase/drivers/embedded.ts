@@ -11,8 +11,12 @@ import { createPostgresDriver, isPostgresUnavailable, type PostgresDriver } from
 
 // The entry beside this file: .js once built, .ts under the test runner's loader.
 const ENTRY = fileURLToPath(new URL(`./embedded-process${extname(fileURLToPath(import.meta.url))}`, import.meta.url))
-/** Connections from this process to the store; the store runs one statement at a time anyway. */
-const POOL_SIZE = 4
+/**
+ * One connection: PGlite is a single Postgres session, so statements of two
+ * connections interleaved by pglite-socket share its unnamed portal and prepared
+ * statements ("portal does not exist"). It runs one statement at a time anyway.
+ */
+const POOL_SIZE = 1
 const RESTART_MAX_DELAY_MS = 5_000
 
 export interface EmbeddedOptions {

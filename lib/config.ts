@@ -12,6 +12,8 @@ export const ConfigSchema = Type.Object({
   HOST: Type.String({ default: '0.0.0.0' }),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)), { default: 'info' }),
   DATA_DIR: Type.String({ minLength: 1, default: './.data' }),
+  // on: V8 optimizes the embedded store's WebAssembly (faster bulk writes, about 45 MiB more memory).
+  EMBEDDED_STORE_OPTIMIZE: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'off' }),
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://.+' })),
   SUPABASE_URL: Type.Optional(Url),
   SUPABASE_SERVICE_ROLE_KEY: Type.Optional(Type.String({ minLength: 1 })),
@@ -52,7 +54,7 @@ export const ConfigSchema = Type.Object({
 type RawConfig = Static<typeof ConfigSchema>
 
 export type StoreBackend =
-  | { kind: 'pglite', dataDir: string | null }
+  | { kind: 'pglite', dataDir: string | null, optimize?: boolean }
   | { kind: 'postgres', url: string }
   | { kind: 'supabase', url: string, serviceRoleKey: string }
 
@@ -126,7 +128,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     ? { kind: 'postgres', url: raw.DATABASE_URL }
     : raw.SUPABASE_URL
       ? { kind: 'supabase', url: raw.SUPABASE_URL, serviceRoleKey: raw.SUPABASE_SERVICE_ROLE_KEY as string }
-      : { kind: 'pglite', dataDir: resolve(raw.DATA_DIR) }
+      : { kind: 'pglite', dataDir: resolve(raw.DATA_DIR), optimize: raw.EMBEDDED_STORE_OPTIMIZE === 'on' }
 
   return {
     ...raw,

@@ -24,7 +24,7 @@ export async function execute (command: Exclude<Command, { name: 'help' }>, conf
   const driver = await createDriver(config.store, config.STORE_TIMEOUT_MS)
   try {
     if (command.name === 'migrate') {
-      const applied = await migrate(driver.sql as SqlAccess)
+      const applied = [...driver.migratedAtStart ?? [], ...await migrate(driver.sql as SqlAccess)]
       io.out(applied.length > 0 ? applied.map(v => `applied migration ${v}\n`).join('') : 'database schema is up to date\n')
       return
     }

@@ -1,8 +1,13 @@
+import { rmSync } from 'node:fs'
+import { writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import app from '../../app.js'
 import { loadConfig, type Config, type StoreBackend } from '../../lib/config.js'
 import { serverOptions } from '../../lib/server-options.js'
+import { createEmbeddedDriver, type EmbeddedDriver } from '../../plugins/app/supabase/drivers/embedded.js'
 import { createPgliteDriver } from '../../plugins/app/supabase/drivers/pglite.js'
 import { migrate } from '../../plugins/app/supabase/migrate.js'
 import type { RpcDriver, SqlAccess } from '../../plugins/app/supabase/driver.js'
@@ -46,6 +51,22 @@ export async function freshPglite ({ supabase = false }: { supabase?: boolean } 
   return await createPgliteDriver(null, await dump)
 }
 
+let dumpFile: Promise<string> | undefined
+/**
+ * A fresh embedded store as the service runs it: in a process of its own, in memory,
+ * started from the migrated dump. `timeoutMs`: the store timeout it enforces.
+ */
+export async function freshEmbedded (timeoutMs = 10_000): Promise<EmbeddedDriver> {
+  dumpFile ??= (async () => {
+    await freshPglite().then(driver => driver.close())
+    const file = join(tmpdir(), `gatehouse-test-store-${process.pid}.tar`)
+    await writeFile(file, Buffer.from(await (await migratedDumps.get(false))!.arrayBuffer()))
+    process.once('exit', () => { try { rmSync(file, { force: true }) } catch {} })
+    return file
+  })()
+  return await createEmbeddedDriver({ dataDir: null, loadDataDir: await dumpFile, timeoutMs })
+}
+
 export interface BuildOptions {
   env?: Record<string, string>
   store?: StoreBackend
@@ -60,7 +81,8 @@ export interface BuildOptions {
 export async function buildApp (t: Test, options: BuildOptions = {}): Promise<FastifyInstance> {
   const config = options.config ?? testConfig(options.env, options.store)
   const server = Fastify(serverOptions(config, options.server))
-  const driver = options.driver ?? (options.store || options.config ? undefined : await freshPglite())
+  const driver = options.driver ?? (options.store || options.config ? undefined : await freshEmbedded(config.STORE_TIMEOUT_MS))
+  // A driver made here is the app's: it closes it.
   await server.register(app, { config, driver })
   await server.ready()
   t.after(() => server.close())

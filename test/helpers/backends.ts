@@ -5,13 +5,13 @@ import type { RpcDriver, SqlAccess } from '../../plugins/app/supabase/driver.js'
 import { createPostgresDriver } from '../../plugins/app/supabase/drivers/postgres.js'
 import { createSupabaseDriver } from '../../plugins/app/supabase/drivers/supabase.js'
 import { migrate } from '../../plugins/app/supabase/migrate.js'
-import { freshPglite } from './app.js'
+import { freshEmbedded, freshPglite } from './app.js'
 import { prepareSupabaseRoles, startPostgrest, supabaseKey } from './postgrest.js'
 
 /**
  * The storage backends a suite runs against:
  *
- * - `pglite`: in-memory embedded store (always);
+ * - `pglite`: in-memory embedded store in its own process, as the service runs it (always);
  * - `postgres`: postgres.js on a fresh database of the server at TEST_DATABASE_URL;
  * - `supabase`: the real supabase-js driver talking to a local PostgREST-compatible
  *   endpoint (test/helpers/postgrest.ts), which runs on a fresh Postgres database
@@ -51,7 +51,11 @@ export function testBackends (): TestBackend[] {
   const backend = (name: TestBackend['name'], skip: string | false, open: TestBackend['open']): TestBackend =>
     ({ name, skip, open, driver: async t => (await open(t)).driver })
   return [
-    backend('pglite', false, pglite),
+    backend('pglite', false, async t => {
+      const driver = await freshEmbedded()
+      t.after(() => driver.close())
+      return { driver, sql: driver.sql }
+    }),
     backend('postgres', process.env.CI || databaseUrl ? false : 'TEST_DATABASE_URL is not set', async t => {
       const driver = await postgresDriver(t, requireDatabaseUrl())
       return { driver, sql: driver.sql }

@@ -13,8 +13,9 @@ t.test('defaults give the embedded store on port 3000', async t => {
   t.equal(config.HOST, '0.0.0.0')
   t.equal(config.ACCESS_TOKEN_TTL, 86400)
   t.equal(config.WS_TOKEN_TTL, 60)
-  t.same(config.store, { kind: 'pglite', dataDir })
+  t.same(config.store, { kind: 'pglite', dataDir, optimize: false })
   t.same(config.CORS_ORIGINS, [])
+  t.same(loadConfig({ DATA_DIR: dataDir, JWT_SECRET: SECRET, EMBEDDED_STORE_OPTIMIZE: 'on' }).store, { kind: 'pglite', dataDir, optimize: true })
 })
 
 t.test('every bad variable is named in one error', async t => {

@@ -10,6 +10,8 @@ export interface RpcDriver {
    * outcome (a result, or the cancellation) rather than leaving it unknown.
    */
   call (fn: string, args: Record<string, unknown>, signal: AbortSignal): Promise<unknown>
+  /** Migrations a store that migrates itself (the embedded one) applied as it started. */
+  readonly migratedAtStart?: readonly string[]
   /** Direct SQL, for migrations; only backends with a database connection have it. */
   sql?: SqlAccess
   /** True when an error means the backend is unreachable rather than a bug. */

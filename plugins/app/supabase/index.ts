@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type { StoreBackend } from '../../../lib/config.js'
 import type { RpcDriver } from './driver.js'
-import { createPgliteDriver } from './drivers/pglite.js'
+import { createEmbeddedDriver } from './drivers/embedded.js'
 import { createPostgresDriver } from './drivers/postgres.js'
 import { createSupabaseDriver } from './drivers/supabase.js'
 import { latestMigration, migrate } from './migrate.js'
@@ -15,9 +15,9 @@ declare module 'fastify' {
   }
 }
 
-export async function createDriver (backend: StoreBackend, timeoutMs: number): Promise<RpcDriver> {
+export async function createDriver (backend: StoreBackend, timeoutMs: number, log?: FastifyInstance['log']): Promise<RpcDriver> {
   switch (backend.kind) {
-    case 'pglite': return await createPgliteDriver(backend.dataDir)
+    case 'pglite': return await createEmbeddedDriver({ dataDir: backend.dataDir, optimize: backend.optimize, timeoutMs, onRestart: reason => log?.error(`${reason}: restarting it`) })
     case 'postgres': return createPostgresDriver(backend.url, { timeoutMs })
     case 'supabase': return createSupabaseDriver(backend.url, backend.serviceRoleKey)
   }
@@ -48,12 +48,12 @@ async function checkSchema (store: Store, log: FastifyInstance['log']): Promise<
  */
 export default fp(async function supabase (fastify: FastifyInstance, opts: { driver?: RpcDriver }) {
   const { config } = fastify
-  const driver = opts.driver ?? await createDriver(config.store, config.STORE_TIMEOUT_MS)
+  const driver = opts.driver ?? await createDriver(config.store, config.STORE_TIMEOUT_MS, fastify.log)
   fastify.addHook('onClose', async () => { await driver.close() })
 
   const store = new Store(driver, config.STORE_TIMEOUT_MS)
   if (driver.kind === 'pglite' && driver.sql) {
-    const applied = await migrate(driver.sql)
+    const applied = [...driver.migratedAtStart ?? [], ...await migrate(driver.sql)]
     if (applied.length > 0) fastify.log.info({ applied }, 'embedded store migrated')
   } else {
     await checkSchema(store, fastify.log)

@@ -6,10 +6,14 @@ const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOT
 
 type Values = postgres.ParameterOrJSON<never>[]
 
+export type PostgresDriver = RpcDriver & { sql: SqlAccess, close (timeout?: number): Promise<void> }
+
 /** A Postgres server (Supabase's own connection string works too) through a postgres.js pool. */
-export function createPostgresDriver (url: string, { timeoutMs, max = 10 }: { timeoutMs: number, max?: number }): RpcDriver & { sql: SqlAccess } {
+export function createPostgresDriver (url: string, { timeoutMs, max = 10, path }: { timeoutMs: number, max?: number, path?: string }): PostgresDriver {
   const sql = postgres(url, {
     max,
+    // A Unix socket (the embedded store's process) instead of the URL's host.
+    ...(path ? { path } : {}),
     connect_timeout: Math.max(1, Math.ceil(timeoutMs / 1000)),
     idle_timeout: 30,
     // postgres.js waits up to 20 s between reconnections after failures; a recovered
@@ -66,15 +70,19 @@ export function createPostgresDriver (url: string, { timeoutMs, max = 10 }: { ti
       })
     },
     sql: access(sql, sql.begin.bind(sql)),
-    isUnavailable (error) {
-      const code = (error as { code?: unknown })?.code
-      return isUnavailableSqlState(code) || NETWORK_ERRORS.has(String(code))
-    },
-    async close () {
-      closed ??= sql.end({ timeout: 5 })
+    isUnavailable: isPostgresUnavailable,
+    /** `timeout` (seconds) for running queries to finish; 0 ends them at once. */
+    async close (timeout: number = 5) {
+      closed ??= sql.end({ timeout })
       await closed
     }
   }
+}
+
+/** True when a postgres.js error means the server is unreachable rather than a bug. */
+export function isPostgresUnavailable (error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code
+  return isUnavailableSqlState(code) || NETWORK_ERRORS.has(String(code))
 }
 
 function access (sql: postgres.Sql | postgres.TransactionSql, begin?: postgres.Sql['begin']): SqlAccess {

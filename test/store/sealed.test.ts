@@ -158,18 +158,18 @@ for (const database of databases) {
     await sql.exec('create table other_app_notes (id int); insert into other_app_notes values (1)')
     const dir = await migrationsWith(t, {
       '20990101000000_more.sql': `
-        create table webhook_deliveries (id int primary key generated always as identity, body text);
-        create or replace function gatehouse_webhook_count() returns jsonb language sql stable as
-          $$ select jsonb_build_object('count', count(*)) from webhook_deliveries $$;
+        create table later_feature_rows (id int primary key generated always as identity, body text);
+        create or replace function gatehouse_later_feature_count() returns jsonb language sql stable as
+          $$ select jsonb_build_object('count', count(*)) from later_feature_rows $$;
         select gatehouse_seal();`
     })
     t.same(await migrate(sql, dir), ['20990101000000'])
 
-    t.match(await asRole(sql, 'anon', 'select * from webhook_deliveries'), { code: '42501' }, 'the new table')
-    t.match(await asRole(sql, 'anon', 'select gatehouse_webhook_count()'), { code: '42501' }, 'the new function')
-    t.match(await asRole(sql, 'anon', "select nextval(pg_get_serial_sequence('webhook_deliveries', 'id'))"), { code: '42501' }, 'the new sequence')
-    t.same(await sql.query("select relrowsecurity as rls from pg_class where oid = 'webhook_deliveries'::regclass"), [{ rls: true }])
-    t.equal(await asRole(sql, 'service_role', 'select gatehouse_webhook_count()'), null, 'service_role calls it')
+    t.match(await asRole(sql, 'anon', 'select * from later_feature_rows'), { code: '42501' }, 'the new table')
+    t.match(await asRole(sql, 'anon', 'select gatehouse_later_feature_count()'), { code: '42501' }, 'the new function')
+    t.match(await asRole(sql, 'anon', "select nextval(pg_get_serial_sequence('later_feature_rows', 'id'))"), { code: '42501' }, 'the new sequence')
+    t.same(await sql.query("select relrowsecurity as rls from pg_class where oid = 'later_feature_rows'::regclass"), [{ rls: true }])
+    t.equal(await asRole(sql, 'service_role', 'select gatehouse_later_feature_count()'), null, 'service_role calls it')
     t.equal(await asRole(sql, 'anon', 'select * from other_app_notes'), null, 'a table that is not ours keeps its grants')
 
     const again = await sql.query<{ sealed: { tables: number, functions: number } }>('select gatehouse_seal() as sealed')

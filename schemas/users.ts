@@ -39,4 +39,4 @@ export type FindUsersQuery = Static<typeof FindUsersQuerySchema>
 export const FindUsersResponseSchema = Type.Object({
   success: Type.Literal(true),
   users: Type.Array(UserSchema, { description: 'Matching users, oldest first, at most 100' })
-}, { $id: 'FindUsersResponse', title: 'FindUsersResponse' })
+}, { $id: 'FindUsersResponse', title: 'FindUsersResponse', description: 'The users found (an empty list when none)' })

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { badRequest } from '../../../../lib/errors.js'
-import { errors } from '../../../../schemas/common.js'
+import { errors, Security } from '../../../../schemas/common.js'
 import { FindUsersQuerySchema, FindUsersResponseSchema } from '../../../../schemas/users.js'
 
 /**
@@ -15,6 +15,8 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   fastify.get('/', {
     schema: {
       tags: ['admin'],
+      description: 'Administrators only: an access or API token of a user whose role is `admin` (read from the store at each request); others get 403.',
+      security: Security.accessOrApi,
       summary: 'Find users by Clerk id or e-mail (administrators only)',
       querystring: FindUsersQuerySchema,
       response: { 200: FindUsersResponseSchema, ...errors(400, 401, 403, 429, 503) }

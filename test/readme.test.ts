@@ -43,7 +43,8 @@ t.test('the README walkthroughs work verbatim from a fresh copy', async t => {
 
   const env: Record<string, string> = {}
   for (const [key, value] of Object.entries(process.env)) {
-    if (value !== undefined && !/^(DATA_DIR|DATABASE_URL|SUPABASE_|REDIS_URL|CLERK_|JWT_SECRET|NODE_ENV|LOG_LEVEL|HOST|PORT)/.test(key)) env[key] = value
+    // A reader's shell: none of the service's settings, nor tap's loaders and coverage hooks.
+    if (value !== undefined && !/^(DATA_DIR|DATABASE_URL|SUPABASE_|REDIS_URL|CLERK_|JWT_SECRET|NODE_ENV|LOG_LEVEL|HOST|PORT|NODE_OPTIONS|NODE_V8_COVERAGE|_TAPJS|TAP)/.test(key)) env[key] = value
   }
   env.PORT = String(port)
 

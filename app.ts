@@ -26,6 +26,7 @@ import healthRoutes from './routes/health/index.js'
 import dashboardTokenRoutes from './routes/api/dashboard-token/index.js'
 import websocketTokenRoutes from './routes/websocket-token/index.js'
 import adminTokenRoutes from './routes/api/admin/tokens/index.js'
+import adminUserRoutes from './routes/api/admin/users/index.js'
 import messageRoutes from './routes/api/messages/index.js'
 import templateRoutes from './routes/api/templates/index.js'
 import webhookRoutes from './routes/api/webhooks/index.js'
@@ -89,6 +90,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(dashboardTokenRoutes, { prefix: '/api/dashboard-token' })
   await fastify.register(websocketTokenRoutes, { prefix: '/websocket-token' })
   await fastify.register(adminTokenRoutes, { prefix: '/api/admin/tokens' })
+  await fastify.register(adminUserRoutes, { prefix: '/api/admin/users' })
   await fastify.register(messageRoutes, { prefix: '/api/messages' })
   await fastify.register(templateRoutes, { prefix: '/api/templates' })
   await fastify.register(webhookRoutes, { prefix: '/api/webhooks' })

@@ -60,26 +60,26 @@ export const SendTemplateBodySchema = Type.Object({
   templateId: Text({ minLength: 1, maxLength: 200, description: "The template's id, or its name" }),
   recipientIds: RecipientIds,
   placeholders: Type.Optional(Type.Record(Type.String(), PlaceholderValue, { description: 'Values for the template\'s {{placeholders}}' }))
-})
+}, { title: 'SendTemplateBody', description: 'A stored template and the values of its placeholders, for many recipients' })
 export type SendTemplateBody = Static<typeof SendTemplateBodySchema>
 
 export const SendBulkBodySchema = Type.Object({
   recipientIds: RecipientIds,
   content: Content
-})
+}, { title: 'SendBulkBody', description: 'One message for many recipients' })
 export type SendBulkBody = Static<typeof SendBulkBodySchema>
 
 export const SendPrivateBodySchema = Type.Object({
   recipientId: Id,
   content: Content
-})
+}, { title: 'SendPrivateBody', description: 'One message for one recipient' })
 export type SendPrivateBody = Static<typeof SendPrivateBodySchema>
 
 export const SendResponseSchema = Type.Object({
   success: Type.Literal(true),
   count: Type.Integer({ description: 'Messages stored, one per distinct recipient' }),
   messages: Type.Array(Type.Object({ id: Uuid, recipientId: Type.String() }))
-}, { $id: 'SendResponse', title: 'SendResponse' })
+}, { $id: 'SendResponse', title: 'SendResponse', description: 'Stored and delivered to connected recipients: one message id per distinct recipient' })
 export type SendResponse = Static<typeof SendResponseSchema>
 
 export const InboxQuerySchema = Type.Object({
@@ -94,14 +94,14 @@ export const InboxResponseSchema = Type.Object({
   success: Type.Literal(true),
   messages: Type.Array(InboxMessageSchema),
   nextCursor: Nullable(Type.String({ description: 'Pass as `after` for the next page; null when there is nothing yet' }))
-})
+}, { title: 'InboxResponse', description: 'A page of the caller\'s messages, oldest first, acknowledged ones too' })
 
 export const AckBodySchema = Type.Object({
   ids: Type.Array(Uuid, { minItems: 1, maxItems: 1000 })
-})
+}, { title: 'AckBody', description: 'Ids of messages the caller received' })
 export type AckBody = Static<typeof AckBodySchema>
 
 export const AckResponseSchema = Type.Object({
   success: Type.Literal(true),
   acked: Type.Integer({ description: 'Messages newly acknowledged' })
-})
+}, { title: 'AckResponse', description: 'How many messages were newly acknowledged' })

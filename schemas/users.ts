@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { IsoDate, Nullable } from './common.js'
+import { IsoDate, Nullable, Text } from './common.js'
 
 export const RoleSchema = Type.Union([Type.Literal('user'), Type.Literal('admin')])
 export type Role = Static<typeof RoleSchema>
@@ -29,3 +29,14 @@ export interface UserInput {
   organization_id?: string | null
   role?: Role
 }
+
+export const FindUsersQuerySchema = Type.Object({
+  clerkId: Type.Optional(Text({ minLength: 1, maxLength: 200, description: "The Clerk user id (`user_…`), as in the webhook's `data.id`" })),
+  email: Type.Optional(Text({ minLength: 1, maxLength: 320, description: 'An e-mail address, matched case-insensitively' }))
+}, { additionalProperties: false })
+export type FindUsersQuery = Static<typeof FindUsersQuerySchema>
+
+export const FindUsersResponseSchema = Type.Object({
+  success: Type.Literal(true),
+  users: Type.Array(UserSchema, { description: 'Matching users, oldest first, at most 100' })
+}, { $id: 'FindUsersResponse', title: 'FindUsersResponse', description: 'The users found (an empty list when none)' })

@@ -50,5 +50,5 @@ export const WebhookAckSchema = Type.Object({
     description: 'Nothing changed: the event type is not one gatehouse handles, the delivery was already processed, ' +
       'it is older than the last event applied to the user, or the user was deleted'
   }))
-})
+}, { title: 'WebhookAck', description: 'The delivery was applied, or acknowledged and ignored (see `ignored`)' })
 export type WebhookAck = Static<typeof WebhookAckSchema>

@@ -3,11 +3,11 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { ApiError } from '../../lib/errors.js'
 import { errors } from '../../schemas/common.js'
 
-const HealthSchema = Type.Object({ status: Type.Literal('ok') })
+const HealthSchema = Type.Object({ status: Type.Literal('ok') }, { title: 'Health', description: 'The process is alive' })
 const ReadySchema = Type.Object({
   status: Type.Literal('ready'),
   checks: Type.Record(Type.String(), Type.Literal('ok'))
-})
+}, { title: 'Ready', description: 'Every dependency answers and the process is not draining' })
 
 /** Liveness and readiness, for load balancers and orchestrators. */
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { BearerHeaders, errors } from '../../schemas/common.js'
+import { BearerHeaders, errors, Security } from '../../schemas/common.js'
 import { WebsocketTokenResponseSchema } from '../../schemas/tokens.js'
 
 /** A signed-in browser (cookie) or extension (Bearer) gets a single-use ticket for GET /ws?token=. */
@@ -10,7 +10,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['tokens'],
       summary: 'Get a short-lived, single-use WebSocket ticket',
       description: 'Access token from `Authorization: Bearer` or the `access_token` cookie. Also served without the trailing slash.',
-      security: [{ bearer: [] }, { cookie: [] }],
+      security: Security.accessOrCookie,
       headers: BearerHeaders,
       response: { 200: WebsocketTokenResponseSchema, ...errors(401, 429, 503) }
     }

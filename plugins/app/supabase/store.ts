@@ -67,6 +67,10 @@ export class Store {
   // Users
   getUser (id: string) { return this.call<User | null>('gatehouse_user_get', { p_id: id }) }
   getUserByClerkId (clerkId: string) { return this.call<User | null>('gatehouse_user_by_clerk_id', { p_clerk_id: clerkId }) }
+  /** Users matching every given criterion (e-mail case-insensitively), oldest first, at most 100. */
+  findUsers (by: { clerkId?: string, email?: string }) {
+    return this.call<User[]>('gatehouse_user_find', { p_clerk_id: by.clerkId ?? null, p_email: by.email ?? null })
+  }
 
   /** Creates or updates a user; returns null when the clerk_id already belongs to someone else. */
   async upsertUser (input: UserInput): Promise<User | null> {

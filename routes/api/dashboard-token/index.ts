@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { bearerToken } from '../../../plugins/app/auth.js'
 import { notFound, unauthorized } from '../../../lib/errors.js'
-import { BearerHeaders, errors } from '../../../schemas/common.js'
+import { BearerHeaders, errors, Security } from '../../../schemas/common.js'
 import { DashboardTokenResponseSchema } from '../../../schemas/tokens.js'
 
 const MISSING = 'Missing or invalid Authorization header'
@@ -14,7 +14,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['tokens'],
       summary: 'Exchange a Clerk session token for a service access token',
       description: 'Authorization: Bearer <Clerk session token>. The access token lasts ACCESS_TOKEN_TTL seconds (24 h by default).',
-      security: [{ bearer: [] }],
+      security: Security.clerk,
       headers: BearerHeaders,
       response: { 200: DashboardTokenResponseSchema, ...errors(401, 404, 429, 503) }
     }

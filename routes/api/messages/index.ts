@@ -4,7 +4,7 @@ import { ApiError, badRequest, unauthorized } from '../../../lib/errors.js'
 import { renderTemplate } from '../../../plugins/app/messaging.js'
 import type { Caller } from '../../../plugins/app/auth.js'
 import { templateScope, type InboxPosition } from '../../../plugins/app/supabase/store.js'
-import { errors } from '../../../schemas/common.js'
+import { errors, Security } from '../../../schemas/common.js'
 import type { SendResult } from '../../../schemas/messages.js'
 import {
   AckBodySchema, AckResponseSchema, InboxQuerySchema, InboxResponseSchema, SendBulkBodySchema,
@@ -63,7 +63,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     schema: {
       summary: 'Send a stored template, with its placeholders filled, to many recipients',
       tags: ['messages'],
-      security: [{ bearer: [] }],
+      security: Security.api,
       headers: SendHeadersSchema,
       body: SendTemplateBodySchema,
       response: { ...sendResponses, ...errors(404) }
@@ -82,7 +82,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     schema: {
       summary: 'Send one message to many recipients',
       tags: ['messages'],
-      security: [{ bearer: [] }],
+      security: Security.api,
       headers: SendHeadersSchema,
       body: SendBulkBodySchema,
       response: sendResponses
@@ -97,7 +97,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     schema: {
       summary: 'Send one message to one recipient',
       tags: ['messages'],
-      security: [{ bearer: [] }],
+      security: Security.api,
       headers: SendHeadersSchema,
       body: SendPrivateBodySchema,
       response: sendResponses
@@ -112,7 +112,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     schema: {
       summary: "The caller's messages, oldest first, acknowledged or not (for clients without a socket)",
       tags: ['messages'],
-      security: [{ bearer: [] }],
+      security: Security.accessOrApi,
       querystring: InboxQuerySchema,
       response: { 200: InboxResponseSchema, ...errors(400, 401, 429, 500, 503) }
     }
@@ -130,7 +130,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     schema: {
       summary: 'Acknowledge received messages; acknowledged messages are not replayed on a socket',
       tags: ['messages'],
-      security: [{ bearer: [] }],
+      security: Security.accessOrApi,
       body: AckBodySchema,
       response: { 200: AckResponseSchema, ...errors(400, 401, 413, 415, 429, 500, 503) }
     }

@@ -3,7 +3,7 @@ import type { FastifyRequest } from 'fastify'
 import { ApiError, unauthorized } from '../../../lib/errors.js'
 import { assertContentSize } from '../../../plugins/app/messaging.js'
 import { templateScope, type TemplateScope } from '../../../plugins/app/supabase/store.js'
-import { errors } from '../../../schemas/common.js'
+import { errors, Security } from '../../../schemas/common.js'
 import {
   CreateTemplateBodySchema, TemplateDeletedResponseSchema, TemplateListResponseSchema, TemplateParamsSchema, TemplateResponseSchema
 } from '../../../schemas/templates.js'
@@ -24,7 +24,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     schema: {
       summary: 'Create a message template; {{placeholders}} are filled at send time',
       tags: ['templates'],
-      security: [{ bearer: [] }],
+      security: Security.accessOrApi,
       body: CreateTemplateBodySchema,
       response: { 201: TemplateResponseSchema, ...errors(400, 401, 409, 413, 415, 429, 500, 503) }
     }
@@ -41,7 +41,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     schema: {
       summary: "The organization's templates, oldest first",
       tags: ['templates'],
-      security: [{ bearer: [] }],
+      security: Security.accessOrApi,
       response: { 200: TemplateListResponseSchema, ...errors(401, 429, 500, 503) }
     }
   }, async function listTemplates (request) {
@@ -52,7 +52,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     schema: {
       summary: 'One template',
       tags: ['templates'],
-      security: [{ bearer: [] }],
+      security: Security.accessOrApi,
       params: TemplateParamsSchema,
       response: { 200: TemplateResponseSchema, ...errors(400, 401, 404, 429, 500, 503) }
     }
@@ -66,7 +66,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     schema: {
       summary: 'Delete a template',
       tags: ['templates'],
-      security: [{ bearer: [] }],
+      security: Security.accessOrApi,
       params: TemplateParamsSchema,
       response: { 200: TemplateDeletedResponseSchema, ...errors(400, 401, 404, 429, 500, 503) }
     }

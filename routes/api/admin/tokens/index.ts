@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { badRequest, notFound } from '../../../../lib/errors.js'
 import { parseIsoDate } from '../../../../lib/dates.js'
-import { BearerHeaders, errors } from '../../../../schemas/common.js'
+import { BearerHeaders, errors, Security } from '../../../../schemas/common.js'
 import {
   CreateApiTokenBodySchema, CreateApiTokenResponseSchema, ListApiTokensQuerySchema, ListApiTokensResponseSchema,
   RevokeApiTokenResponseSchema, TokenIdParamsSchema
@@ -26,8 +26,9 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   fastify.post('/', {
     schema: {
       tags: ['admin'],
+      description: 'Administrators only: an access or API token of a user whose role is `admin` (read from the store at each request); others get 403.',
       summary: 'Mint an API token for a user',
-      security: [{ bearer: [] }],
+      security: Security.accessOrApi,
       headers: BearerHeaders,
       body: CreateApiTokenBodySchema,
       response: { 201: CreateApiTokenResponseSchema, ...errors(400, 401, 403, 404, 429, 503) }
@@ -53,8 +54,9 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   fastify.get('/', {
     schema: {
       tags: ['admin'],
+      description: 'Administrators only: an access or API token of a user whose role is `admin` (read from the store at each request); others get 403.',
       summary: "List API tokens (a user's, or all); never the token strings",
-      security: [{ bearer: [] }],
+      security: Security.accessOrApi,
       querystring: ListApiTokensQuerySchema,
       response: { 200: ListApiTokensResponseSchema, ...errors(400, 401, 403, 429, 503) }
     }
@@ -65,8 +67,9 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   fastify.delete('/:tokenId', {
     schema: {
       tags: ['admin'],
+      description: 'Administrators only: an access or API token of a user whose role is `admin` (read from the store at each request); others get 403.',
       summary: 'Revoke an API token; it is refused from the next request on',
-      security: [{ bearer: [] }],
+      security: Security.accessOrApi,
       params: TokenIdParamsSchema,
       response: { 200: RevokeApiTokenResponseSchema, ...errors(400, 401, 403, 404, 429, 503) }
     }

@@ -1,11 +1,29 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Id, IsoDate, NullableIsoDate, Nullable, Text } from './common.js'
 
+/**
+ * What a scoped API token may do; a token minted without scopes may do whatever
+ * its owner may (as tokens always could). Access tokens are never scoped.
+ */
+export const API_SCOPES = [
+  'messages:send-template',
+  'messages:send-bulk',
+  'messages:send-private',
+  'templates:read',
+  'templates:write',
+  'inbox:read',
+  'tokens:admin'
+] as const
+export type ApiScope = typeof API_SCOPES[number]
+export const ApiScopeSchema = Type.Union(API_SCOPES.map(scope => Type.Literal(scope)))
+export const isApiScope = (value: string): value is ApiScope => (API_SCOPES as readonly string[]).includes(value)
+
 export const ApiTokenSchema = Type.Object({
   id: Type.String({ description: 'The token id (its jti); never the token itself' }),
   userId: Type.String(),
   createdBy: Nullable(Type.String()),
   name: Nullable(Type.String()),
+  scopes: Nullable(Type.Array(ApiScopeSchema, { description: 'What the token may do; null: whatever its owner may' })),
   expiresAt: NullableIsoDate,
   revokedAt: NullableIsoDate,
   lastUsedAt: NullableIsoDate,
@@ -29,7 +47,13 @@ export const WebsocketTokenResponseSchema = Type.Object({
 export const CreateApiTokenBodySchema = Type.Object({
   userId: Type.Optional(Id),
   expiration: Type.Optional(Type.Union([Type.Null(), Text()], { description: 'ISO-8601 date in the future; null or absent: never expires' })),
-  name: Type.Optional(Text({ maxLength: 200, description: 'A label for the token' }))
+  name: Type.Optional(Text({ maxLength: 200, description: 'A label for the token' })),
+  scopes: Type.Optional(Type.Array(ApiScopeSchema, {
+    minItems: 1,
+    uniqueItems: true,
+    maxItems: API_SCOPES.length,
+    description: 'Limit the token to these scopes; absent: the token may do whatever its owner may'
+  }))
 })
 export type CreateApiTokenBody = Static<typeof CreateApiTokenBodySchema>
 
@@ -38,7 +62,8 @@ export const CreateApiTokenResponseSchema = Type.Object({
   token: Type.String(),
   name: Nullable(Type.String({ description: "The user's name" })),
   tokenId: Type.String(),
-  expiresAt: NullableIsoDate
+  expiresAt: NullableIsoDate,
+  scopes: Nullable(Type.Array(ApiScopeSchema))
 })
 
 export const ListApiTokensQuerySchema = Type.Object({ userId: Type.Optional(Id) })

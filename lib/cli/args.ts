@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util'
 import type { UserInput } from '../../schemas/users.js'
 import { isId } from '../../schemas/common.js'
 import { parseIsoDate } from '../dates.js'
+import { API_SCOPES, isApiScope, type ApiScope } from '../../schemas/tokens.js'
 
 /** Bad arguments: the CLI prints one line and exits with 2. */
 export class UsageError extends Error {}
@@ -15,7 +16,7 @@ export type Command =
   | { name: 'users add', user: UserInput & { id: string } }
   | { name: 'users list' }
   | { name: 'users delete', userId: string }
-  | { name: 'tokens mint', userId: string, expiresAt: Date | null, label: string | null }
+  | { name: 'tokens mint', userId: string, expiresAt: Date | null, label: string | null, scopes: ApiScope[] | null }
   | { name: 'tokens access', userId: string }
   | { name: 'tokens revoke', tokenId: string }
   | { name: 'tokens list', userId: string | null }
@@ -40,7 +41,7 @@ const COMMANDS: Record<Exclude<Command['name'], 'help'>, { options: Options, pos
   },
   'users list': { options: {}, positionals: [] },
   'users delete': { options: {}, positionals: ['userId'] },
-  'tokens mint': { options: { user: { type: 'string' }, expires: { type: 'string' }, name: { type: 'string' } }, positionals: [] },
+  'tokens mint': { options: { user: { type: 'string' }, expires: { type: 'string' }, name: { type: 'string' }, scopes: { type: 'string' } }, positionals: [] },
   'tokens access': { options: { user: { type: 'string' } }, positionals: [] },
   'tokens revoke': { options: {}, positionals: ['tokenId'] },
   'tokens list': { options: { user: { type: 'string' } }, positionals: [] }
@@ -120,7 +121,15 @@ export function parseCommand (argv: string[]): Command {
         if (expiresAt === null) throw new UsageError(`${name}: --expires must be an ISO-8601 date, e.g. 2030-01-31T00:00:00Z`)
         if (expiresAt.getTime() <= Date.now()) throw new UsageError(`${name}: --expires must be in the future`)
       }
-      return { name, userId: id('user', true) as string, expiresAt, label: text('name') ?? null }
+      const scopeList = text('scopes', { max: 1000 })
+      let scopes: ApiScope[] | null = null
+      if (scopeList !== undefined) {
+        const named = [...new Set(scopeList.split(',').map(scope => scope.trim()))]
+        const unknown = named.filter(scope => !isApiScope(scope))
+        if (unknown.length > 0) throw new UsageError(`${name}: unknown scope "${unknown[0]}" (scopes: ${API_SCOPES.join(', ')})`)
+        scopes = named as ApiScope[]
+      }
+      return { name, userId: id('user', true) as string, expiresAt, label: text('name') ?? null, scopes }
     }
     case 'tokens access': return { name, userId: id('user', true) as string }
     case 'users delete': {
@@ -161,10 +170,12 @@ Usage: npm run -s cli -- <command> [options]
       open sockets with 4003 on every server process (through REDIS_URL; without
       it, sockets of a server running elsewhere stay open until they reconnect).
 
-  tokens mint --user <user id> [--expires <ISO-8601 date>] [--name <label>]
+  tokens mint --user <user id> [--expires <ISO-8601 date>] [--name <label>] [--scopes <a,b,...>]
       Mints an API token for the user and prints only the token, so that
       TOKEN=$(npm run -s cli -- tokens mint --user admin) works. Without
       --expires the token never expires; revoke it when it is no longer needed.
+      Without --scopes the token may do whatever the user may; with them, only
+      that (${API_SCOPES.join(', ')}).
 
   tokens access --user <user id>
       Prints an access token for the user, as POST /api/dashboard-token/generate

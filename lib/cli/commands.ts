@@ -64,7 +64,8 @@ export async function execute (command: Exclude<Command, { name: 'help' }>, conf
           userId: command.userId,
           createdBy: null,
           name: command.label,
-          expiresAt: command.expiresAt?.toISOString() ?? null
+          expiresAt: command.expiresAt?.toISOString() ?? null,
+          scopes: command.scopes
         })
         if (!created) throw new CliError(`user not found: ${command.userId}`)
         io.out(await withTokens(config, tokens => tokens.issueApi(tokenId, command.userId, command.expiresAt)) + '\n')

@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest, onRequestHookHandler, preHandlerHookHandler } from 'fastify'
 import { forbidden, unauthorized } from '../../lib/errors.js'
 import type { User } from '../../schemas/users.js'
+import type { ApiScope } from '../../schemas/tokens.js'
 
 export type CallerKind = 'access' | 'api'
 
@@ -11,6 +12,8 @@ export interface Caller {
   kind: CallerKind
   /** The API token id (jti), for api callers. */
   tokenId?: string
+  /** The API token's scopes; null: whatever the user may (every access token, unscoped API tokens). */
+  scopes?: readonly ApiScope[] | null
   /** Seconds since epoch when the credential stops being valid, if it does. */
   expiresAt?: number
 }
@@ -68,7 +71,7 @@ export default fp(async function auth (fastify: FastifyInstance) {
       const record = jti ? await store.authenticateApiToken(jti) : null
       if (!record?.user || record.token.revokedAt !== null) throw unauthorized(message)
       if (record.token.expiresAt !== null && Date.parse(record.token.expiresAt) <= Date.now()) throw unauthorized(message)
-      return { user: record.user, kind, tokenId: jti, expiresAt: claims.exp }
+      return { user: record.user, kind, tokenId: jti, scopes: record.token.scopes, expiresAt: claims.exp }
     }
     throw unauthorized(message)
   }

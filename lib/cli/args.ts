@@ -20,6 +20,9 @@ export type Command =
   | { name: 'tokens access', userId: string }
   | { name: 'tokens revoke', tokenId: string }
   | { name: 'tokens list', userId: string | null }
+  | { name: 'keys list' }
+  | { name: 'keys rotate' }
+  | { name: 'keys retire', kid: string }
 
 type Options = Record<string, { type: 'string' | 'boolean' }>
 
@@ -44,7 +47,10 @@ const COMMANDS: Record<Exclude<Command['name'], 'help'>, { options: Options, pos
   'tokens mint': { options: { user: { type: 'string' }, expires: { type: 'string' }, name: { type: 'string' }, scopes: { type: 'string' } }, positionals: [] },
   'tokens access': { options: { user: { type: 'string' } }, positionals: [] },
   'tokens revoke': { options: {}, positionals: ['tokenId'] },
-  'tokens list': { options: { user: { type: 'string' } }, positionals: [] }
+  'tokens list': { options: { user: { type: 'string' } }, positionals: [] },
+  'keys list': { options: {}, positionals: [] },
+  'keys rotate': { options: {}, positionals: [] },
+  'keys retire': { options: {}, positionals: ['kid'] }
 }
 
 const EMAIL = /^[^\s@]+@[^\s@]+$/
@@ -55,7 +61,7 @@ export function parseCommand (argv: string[]): Command {
   if (argv.length === 0) throw new UsageError('no command given')
   if (argv[0] === 'help' || argv.includes('--help') || argv.includes('-h')) return { name: 'help' }
 
-  const group = argv[0] === 'users' || argv[0] === 'tokens'
+  const group = argv[0] === 'users' || argv[0] === 'tokens' || argv[0] === 'keys'
   if (group && argv[1] === undefined) throw new UsageError(`"${argv[0]}" needs a subcommand`)
   const name = group ? `${argv[0]} ${argv[1]}` : argv[0]
   const spec = COMMANDS[name as keyof typeof COMMANDS]
@@ -143,6 +149,11 @@ export function parseCommand (argv: string[]): Command {
       return { name, tokenId }
     }
     case 'tokens list': return { name, userId: id('user', false) ?? null }
+    case 'keys retire': {
+      const kid = positionals[0]
+      if (!isId(kid)) throw new UsageError(`${name}: "${kid}" is not a key id`)
+      return { name, kid }
+    }
     default: return { name } as Command
   }
 }
@@ -187,6 +198,19 @@ Usage: npm run -s cli -- <command> [options]
 
   tokens revoke <token id>
       Revokes an API token at once. Prints its record as JSON.
+
+  keys list
+      Prints the signing keys (JWT_ALGORITHM=ES256) as JSON: kid, state (next,
+      current, previous, retired) and dates; never a private key.
+
+  keys rotate
+      The next key starts signing, the current one becomes previous (its tokens
+      verify until they expire) and a new next key is published. Every server
+      uses the new key within a second with REDIS_URL, else within 10 seconds.
+      Rotate no more often than every 5 minutes (the JWKS cache lifetime).
+
+  keys retire <kid>
+      Retires a previous key: tokens it signed are refused from then on.
 
   help
       Shows this text.

@@ -8,6 +8,8 @@ import { createDriver } from '../../plugins/app/supabase/index.js'
 import { migrate, pendingMigrations } from '../../plugins/app/supabase/migrate.js'
 import { Store } from '../../plugins/app/supabase/store.js'
 import { publishToHubs } from '../../plugins/app/hub/redis-transport.js'
+import { generateSigningKey, KEY_REFRESH_MS, KeyRing, publishKeysChanged } from '../../plugins/app/keys.js'
+import type { StoredSigningKey } from '../../schemas/keys.js'
 import type { RpcDriver, SqlAccess } from '../../plugins/app/supabase/driver.js'
 import type { User } from '../../schemas/users.js'
 import { WsClose } from '../../schemas/ws.js'
@@ -86,10 +88,54 @@ export async function execute (command: Exclude<Command, { name: 'help' }>, conf
         const token = await store.revokeApiToken(command.tokenId)
         if (!token) throw new CliError(`token not found: ${command.tokenId}`)
         io.out(json(token))
+        return
+      }
+      case 'keys list': {
+        io.out(json(listedKeys(await store.signingKeys())))
+        return
+      }
+      case 'keys rotate': {
+        const secret = requireKeyEncryptionKey(config)
+        let keys = await store.rotateSigningKeys(generateSigningKey(secret))
+        if (!keys) {
+          // No keys yet: create them as a starting server would, then rotate once.
+          await new KeyRing(store, secret).ensure()
+          keys = await store.rotateSigningKeys(generateSigningKey(secret))
+        }
+        await announceKeys(config)
+        io.out(json(listedKeys(keys ?? [])))
+        return
+      }
+      case 'keys retire': {
+        const result = await store.retireSigningKey(command.kid)
+        if (result.error === 'not_found') throw new CliError(`key not found: ${command.kid}`)
+        if (result.error === 'active') throw new CliError(`key ${command.kid} is ${result.state}: only a previous key can be retired (rotate first)`)
+        await announceKeys(config)
+        io.out(json(listedKeys(result.keys ?? [])))
       }
     }
   } finally {
     await driver.close()
+  }
+}
+
+/** Keys as operators see them: never a private key, even encrypted. */
+function listedKeys (keys: StoredSigningKey[]) {
+  return keys.map(({ kid, alg, state, createdAt, stateChangedAt }) => ({ kid, alg, state, createdAt, stateChangedAt }))
+}
+
+function requireKeyEncryptionKey (config: Config): string {
+  if (!config.JWT_KEY_ENCRYPTION_KEY) throw new CliError('JWT_KEY_ENCRYPTION_KEY is required to create signing keys (the same as the servers use)')
+  return config.JWT_KEY_ENCRYPTION_KEY
+}
+
+/** Tells every server process to read the keys again now (with REDIS_URL; otherwise they do within KEY_REFRESH_MS). */
+async function announceKeys (config: Config): Promise<void> {
+  if (!config.REDIS_URL) return
+  try {
+    await publishKeysChanged({ url: config.REDIS_URL, prefix: config.REDIS_KEY_PREFIX, timeoutMs: config.REDIS_TIMEOUT_MS })
+  } catch (error) {
+    throw new CliError(`keys changed, but servers could not be told through Redis (${(error as Error).message}); they read the keys again within ${KEY_REFRESH_MS / 1000} s`)
   }
 }
 

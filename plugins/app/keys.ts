@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import { createCipheriv, createDecipheriv, createPublicKey, generateKeyPairSync, hkdfSync, randomBytes, randomUUID, type KeyObject } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
 import type { Store } from './supabase/store.js'
 import type { NewSigningKey, PublicJwk, StoredSigningKey } from '../../schemas/keys.js'
 
@@ -118,6 +119,19 @@ declare module 'fastify' {
 /** How often a process reads the key set again without being told (with Redis it is told at once). */
 export const KEY_REFRESH_MS = 10_000
 
+const keysChannel = (prefix: string) => `${prefix}keys`
+
+/** Tells every process to read the keys again (the CLI after `keys rotate` and `keys retire`). */
+export async function publishKeysChanged (options: { url: string, prefix: string, timeoutMs: number }): Promise<void> {
+  const redis = new Redis(options.url, { connectTimeout: options.timeoutMs, commandTimeout: options.timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null })
+  redis.on('error', () => {})
+  try {
+    await redis.publish(keysChannel(options.prefix), 'changed')
+  } finally {
+    redis.disconnect()
+  }
+}
+
 export default fp(async function keys (fastify: FastifyInstance) {
   const { config } = fastify
   if (config.JWT_ALGORITHM !== 'ES256') {
@@ -135,4 +149,16 @@ export default fp(async function keys (fastify: FastifyInstance) {
   const timer = setInterval(refresh, KEY_REFRESH_MS)
   timer.unref()
   fastify.addHook('onClose', async () => { clearInterval(timer) })
+
+  // With Redis a rotation reaches every process at once: a connection of its own
+  // (the hub manages its subscriptions itself), which reads the keys again after
+  // each reconnect in case a notice was missed meanwhile.
+  if (config.REDIS_URL) {
+    const subscriber = new Redis(config.REDIS_URL, { connectTimeout: config.REDIS_TIMEOUT_MS, retryStrategy: (attempt: number) => Math.min(attempt * 100, 1000) })
+    subscriber.on('error', () => {})
+    subscriber.on('ready', refresh)
+    subscriber.on('message', refresh)
+    subscriber.subscribe(keysChannel(config.REDIS_KEY_PREFIX)).catch(() => {})
+    fastify.addHook('onClose', async () => { subscriber.disconnect() })
+  }
 }, { name: 'keys', dependencies: ['env', 'supabase', 'tokens'] })

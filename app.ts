@@ -32,6 +32,7 @@ import messageRoutes from './routes/api/messages/index.js'
 import templateRoutes from './routes/api/templates/index.js'
 import webhookRoutes from './routes/api/webhooks/index.js'
 import wellKnownRoutes from './routes/well-known/index.js'
+import tokenRoutes from './routes/api/tokens/index.js'
 import wsRoutes from './routes/ws/index.js'
 
 export interface AppOptions {
@@ -93,6 +94,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(dashboardTokenRoutes, { prefix: '/api/dashboard-token' })
   await fastify.register(websocketTokenRoutes, { prefix: '/websocket-token' })
   await fastify.register(adminTokenRoutes, { prefix: '/api/admin/tokens' })
+  await fastify.register(tokenRoutes, { prefix: '/api/tokens' })
   await fastify.register(messageRoutes, { prefix: '/api/messages' })
   await fastify.register(templateRoutes, { prefix: '/api/templates' })
   await fastify.register(webhookRoutes, { prefix: '/api/webhooks' })

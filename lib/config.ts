@@ -21,6 +21,7 @@ export const ConfigSchema = Type.Object({
   JWT_SECRET: Type.Optional(Type.String({ minLength: 32 })),
   JWT_ALGORITHM: Type.Union([Type.Literal('HS256'), Type.Literal('ES256')], { default: 'HS256' }),
   JWT_KEY_ENCRYPTION_KEY: Type.Optional(Type.String({ minLength: 32 })),
+  INTROSPECTION_TOKEN: Type.Optional(Type.String({ minLength: 32 })),
   ACCESS_TOKEN_TTL: Type.Integer({ minimum: 60, default: 86400 }),
   WS_TOKEN_TTL: Type.Integer({ minimum: 5, maximum: 3600, default: 60 }),
   CLERK_JWT_KEY: Type.Optional(Type.String({ pattern: 'BEGIN PUBLIC KEY' })),

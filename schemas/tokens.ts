@@ -12,7 +12,8 @@ export const API_SCOPES = [
   'templates:read',
   'templates:write',
   'inbox:read',
-  'tokens:admin'
+  'tokens:admin',
+  'tokens:introspect'
 ] as const
 export type ApiScope = typeof API_SCOPES[number]
 export const ApiScopeSchema = Type.Union(API_SCOPES.map(scope => Type.Literal(scope)))
@@ -73,3 +74,25 @@ export const ListApiTokensResponseSchema = Type.Object({
 })
 export const TokenIdParamsSchema = Type.Object({ tokenId: Text({ minLength: 1, maxLength: 128 }) })
 export const RevokeApiTokenResponseSchema = Type.Object({ success: Type.Literal(true), token: ApiTokenSchema })
+
+export const IntrospectBodySchema = Type.Object({
+  token: Text({ minLength: 1, maxLength: 8192, description: 'The token to check' }),
+  token_type_hint: Type.Optional(Text({ maxLength: 64, description: 'Accepted and ignored, as RFC 7662 allows' }))
+})
+
+export const INACTIVE_REASONS = ['expired', 'revoked', 'unknown', 'wrong_kind'] as const
+export const IntrospectResponseSchema = Type.Object({
+  active: Type.Boolean(),
+  reason: Type.Optional(Type.Union(INACTIVE_REASONS.map(reason => Type.Literal(reason)), {
+    description: 'Why an inactive token is inactive: expired, revoked, unknown (not ours, tampered, or no such token), wrong_kind (an access token or ticket)'
+  })),
+  sub: Type.Optional(Type.String()),
+  scope: Type.Optional(Type.String({ description: 'Space-separated scopes; for an unscoped token, every scope its owner may use' })),
+  exp: Type.Optional(Type.Integer()),
+  iat: Type.Optional(Type.Integer()),
+  jti: Type.Optional(Type.String()),
+  iss: Type.Optional(Type.String()),
+  aud: Type.Optional(Type.String()),
+  token_type: Type.Optional(Type.Literal('api'))
+}, { description: 'RFC 7662 token introspection response' })
+export type IntrospectResponse = Static<typeof IntrospectResponseSchema>

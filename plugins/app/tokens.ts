@@ -184,6 +184,18 @@ export class TokenService {
     }
   }
 
+  /**
+   * Like verify, without throwing: the claims, or why the token does not verify
+   * (`expired`: signed by us but past its `exp`; `invalid`: anything else).
+   */
+  check<K extends TokenKind> (kind: K, token: string): { claims: ClaimsByKind[K] } | { error: 'expired' | 'invalid' } {
+    try {
+      return { claims: this.verifyWithKid(kind, token) as ClaimsByKind[K] }
+    } catch (error) {
+      return { error: /EXPIRED/.test(String((error as { code?: unknown }).code)) ? 'expired' : 'invalid' }
+    }
+  }
+
   /** Verifies a ws ticket and consumes it: a second use is refused. */
   async redeemWsTicket (token: string): Promise<WsTicketClaims> {
     const claims = this.verify('ws', token)

@@ -70,13 +70,13 @@ export async function execute (command: Exclude<Command, { name: 'help' }>, conf
           scopes: command.scopes
         })
         if (!created) throw new CliError(`user not found: ${command.userId}`)
-        io.out(await withTokens(config, tokens => tokens.issueApi(tokenId, command.userId, command.expiresAt)) + '\n')
+        io.out(await withTokens(config, store, tokens => tokens.issueApi(tokenId, command.userId, command.expiresAt)) + '\n')
         return
       }
       case 'tokens access': {
         const user = await store.getUser(command.userId)
         if (!user) throw new CliError(`user not found: ${command.userId}`)
-        io.out(await withTokens(config, tokens => tokens.issueAccess(user).token) + '\n')
+        io.out(await withTokens(config, store, tokens => tokens.issueAccess(user).token) + '\n')
         return
       }
       case 'tokens list': {
@@ -151,13 +151,18 @@ async function ensureSchema (driver: RpcDriver): Promise<void> {
 }
 
 /** Signs with the server's own token plugins, so tokens are exactly what the HTTP routes issue. */
-async function withTokens (config: Config, sign: (tokens: TokenService) => string): Promise<string> {
+async function withTokens (config: Config, store: Store, sign: (tokens: TokenService) => string): Promise<string> {
   const app = Fastify({ logger: false })
   try {
     await app.register(env, { config })
     await app.register(jwt)
     await app.register(tokens)
     await app.ready()
+    if (config.JWT_ALGORITHM === 'ES256') {
+      const ring = new KeyRing(store, requireKeyEncryptionKey(config))
+      await ring.ensure()
+      app.tokens.keyRing = ring
+    }
     return sign(app.tokens)
   } finally {
     await app.close()

@@ -73,6 +73,14 @@ export class KeyRing {
     this.apply(await this.store.signingKeys())
   }
 
+  private lastEagerLoad = 0
+  /** Reads the keys again in the background, at most once a second (an unknown kid was shown). */
+  refreshSoon (): void {
+    if (Date.now() - this.lastEagerLoad < 1000) return
+    this.lastEagerLoad = Date.now()
+    this.load().catch(() => {})
+  }
+
   apply (stored: StoredSigningKey[]): void {
     const fingerprint = stored.map(key => `${key.kid}:${key.state}`).join(',')
     if (fingerprint === this.fingerprint) return

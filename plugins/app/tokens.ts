@@ -134,7 +134,11 @@ export class TokenService {
     let verify = this.verifiers.get(id)
     if (!verify) {
       const publicKey = ring.verificationKey(header.kid)
-      if (!publicKey) throw new Error('no such key')
+      if (!publicKey) {
+        // Perhaps a key this process has not read yet: look again (throttled), refuse this time.
+        ring.refreshSoon()
+        throw new Error('no such key')
+      }
       verify = createVerifier({
         key: publicKey.export({ format: 'pem', type: 'spki' }) as string,
         algorithms: ['ES256'],

@@ -72,6 +72,9 @@ t.test('rotation across two processes sharing Postgres and Redis', async t => {
   // Redis tells both processes; no restart.
   for (const app of [a, b]) await eventually('the process signs with the new key', () => kidOf(accessTokenFor(app, user)) === nextKid)
   const newToken = accessTokenFor(b, user)
+  const fromCli = await cli(env, 'tokens', 'access', '--user', user.id)
+  t.equal(fromCli.code, 0, fromCli.stderr)
+  t.equal(kidOf(fromCli.stdout.trim()), nextKid, 'the CLI signs access tokens with the current key too')
   for (const app of [a, b]) {
     t.equal(await status(app, oldToken), 200, 'a token of the previous key keeps working until it expires')
     t.equal(await status(app, newToken), 200, 'a token of the new key works everywhere')

@@ -16,7 +16,9 @@ import websocket from './plugins/external/websocket.js'
 import redis from './plugins/app/redis.js'
 import supabase from './plugins/app/supabase/index.js'
 import tokens from './plugins/app/tokens.js'
+import keys from './plugins/app/keys.js'
 import auth from './plugins/app/auth.js'
+import scopes from './plugins/app/scopes.js'
 import clerk from './plugins/app/clerk.js'
 import metrics from './plugins/app/metrics.js'
 import hub from './plugins/app/hub.js'
@@ -30,6 +32,8 @@ import adminUserRoutes from './routes/api/admin/users/index.js'
 import messageRoutes from './routes/api/messages/index.js'
 import templateRoutes from './routes/api/templates/index.js'
 import webhookRoutes from './routes/api/webhooks/index.js'
+import wellKnownRoutes from './routes/well-known/index.js'
+import tokenRoutes from './routes/api/tokens/index.js'
 import wsRoutes from './routes/ws/index.js'
 import demoRoutes from './routes/demo/index.js'
 
@@ -75,7 +79,9 @@ async function app (fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(metrics)
   await fastify.register(supabase, { driver: opts.driver })
   await fastify.register(tokens)
+  await fastify.register(keys)
   await fastify.register(auth)
+  await fastify.register(scopes)
   await fastify.register(clerk)
   await fastify.register(hub)
   await fastify.register(messaging)
@@ -91,10 +97,12 @@ async function app (fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(websocketTokenRoutes, { prefix: '/websocket-token' })
   await fastify.register(adminTokenRoutes, { prefix: '/api/admin/tokens' })
   await fastify.register(adminUserRoutes, { prefix: '/api/admin/users' })
+  await fastify.register(tokenRoutes, { prefix: '/api/tokens' })
   await fastify.register(messageRoutes, { prefix: '/api/messages' })
   await fastify.register(templateRoutes, { prefix: '/api/templates' })
   await fastify.register(webhookRoutes, { prefix: '/api/webhooks' })
   await fastify.register(wsRoutes, { prefix: '/ws' })
+  await fastify.register(wellKnownRoutes, { prefix: '/.well-known' })
   if (opts.config.DEMO) await fastify.register(demoRoutes)
 }
 

@@ -21,6 +21,9 @@ export const ConfigSchema = Type.Object({
   REDIS_KEY_PREFIX: Type.String({ pattern: '^[A-Za-z0-9:_.-]{1,64}$', default: 'gatehouse:' }),
   REDIS_TIMEOUT_MS: Type.Integer({ minimum: 50, default: 2000 }),
   JWT_SECRET: Type.Optional(Type.String({ minLength: 32 })),
+  JWT_ALGORITHM: Type.Union([Type.Literal('HS256'), Type.Literal('ES256')], { default: 'HS256' }),
+  JWT_KEY_ENCRYPTION_KEY: Type.Optional(Type.String({ minLength: 32 })),
+  INTROSPECTION_TOKEN: Type.Optional(Type.String({ minLength: 32 })),
   ACCESS_TOKEN_TTL: Type.Integer({ minimum: 60, default: 86400 }),
   WS_TOKEN_TTL: Type.Integer({ minimum: 5, maximum: 3600, default: 60 }),
   CLERK_JWT_KEY: Type.Optional(Type.String({ pattern: 'BEGIN PUBLIC KEY' })),
@@ -122,6 +125,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
   if (raw.DATABASE_URL && raw.SUPABASE_URL) problems.push('DATABASE_URL and SUPABASE_URL: set one storage backend, not both')
   if (raw.SUPABASE_URL && !raw.SUPABASE_SERVICE_ROLE_KEY) problems.push('SUPABASE_SERVICE_ROLE_KEY: required when SUPABASE_URL is set')
   if (raw.NODE_ENV === 'production' && !raw.JWT_SECRET) problems.push('JWT_SECRET: required in production (at least 32 bytes)')
+  if (raw.JWT_ALGORITHM === 'ES256' && !raw.JWT_KEY_ENCRYPTION_KEY) problems.push('JWT_KEY_ENCRYPTION_KEY: required when JWT_ALGORITHM is ES256 (at least 32 bytes; it encrypts the stored signing keys)')
   if (problems.length > 0) throw new ConfigError(problems)
 
   const store: StoreBackend = raw.DATABASE_URL

@@ -99,6 +99,7 @@ t.test('bad arguments are refused with a message naming the problem', async t =>
     [['tokens', 'mint', '--user'], /--user/],
     [['tokens', 'mint', '--user', 'admin', '--expires', 'tomorrow'], /--expires must be an ISO-8601 date/],
     [['tokens', 'mint', '--user', 'admin', '--expires', '2001-01-01T00:00:00Z'], /--expires must be in the future/],
+    [['tokens', 'mint', '--user', 'admin', '--scopes', 'inbox:read,inbox:delete'], /unknown scope "inbox:delete"/],
     [['tokens', 'revoke'], /missing <tokenId>/],
     [['tokens', 'revoke', 'a', 'b'], /unexpected argument "b"/],
     [['tokens', 'revoke', 'a/b'], /"a\/b" is not a token id/]
@@ -108,6 +109,8 @@ t.test('bad arguments are refused with a message naming the problem', async t =>
     name: 'users add', user: { id: 'a', name: 'A', credits: 0, organization_id: 'o', plan_type: 'p', clerk_id: 'user_1' }
   })
   t.same(parseCommand(['tokens', 'list']), { name: 'tokens list', userId: null })
+  t.match(parseCommand(['tokens', 'mint', '--user', 'a', '--scopes', 'inbox:read, templates:read,inbox:read']), { scopes: ['inbox:read', 'templates:read'] })
+  t.match(parseCommand(['tokens', 'mint', '--user', 'a']), { scopes: null })
   t.same(parseCommand(['tokens', '--help']), { name: 'help' })
 
   // As a process: exit 2 and one line on stderr.
@@ -130,6 +133,8 @@ t.test('an operator bootstraps an admin on the embedded store', async t => {
   t.equal(added.code, 0, added.stderr)
   t.match(JSON.parse(added.stdout), { id: 'admin', email: 'ops@example.com', name: 'Ops', role: 'admin', organizationId: 'org_1', planType: 'pro', credits: 10 })
 
+  const scopedMint = await cli(env, 'tokens', 'mint', '--user', 'admin', '--name', 'reader', '--scopes', 'inbox:read')
+  t.equal(scopedMint.code, 0, scopedMint.stderr)
   const minted = await cli(env, 'tokens', 'mint', '--user', 'admin', '--name', 'bootstrap')
   t.equal(minted.code, 0, minted.stderr)
   t.equal(minted.stderr, '')
@@ -140,10 +145,14 @@ t.test('an operator bootstraps an admin on the embedded store', async t => {
   const listed = await cli(env, 'tokens', 'list', '--user', 'admin')
   t.equal(listed.code, 0, listed.stderr)
   const records = JSON.parse(listed.stdout)
-  t.match(records, [{ id: String, userId: 'admin', name: 'bootstrap', expiresAt: null, revokedAt: null, createdBy: null }])
+  t.match(records, [
+    { id: String, userId: 'admin', name: 'bootstrap', scopes: null, expiresAt: null, revokedAt: null, createdBy: null },
+    { name: 'reader', scopes: ['inbox:read'] }
+  ])
   t.notOk(listed.stdout.includes(token), 'the token string is never listed')
   t.notOk(listed.stdout.includes(token.split('.')[2]), 'nor its signature')
   const tokenId: string = records[0].id
+  const readerToken = scopedMint.stdout.trimEnd()
 
   const unknown = await cli(env, 'tokens', 'mint', '--user', 'nobody')
   t.equal(unknown.code, 1)
@@ -166,6 +175,9 @@ t.test('an operator bootstraps an admin on the embedded store', async t => {
     t.match(created.json(), { success: true, name: 'Ops', tokenId: String })
     const ticket = await server.inject({ method: 'GET', url: '/websocket-token/', headers: { authorization: `Bearer ${accessToken}` } })
     t.equal(ticket.statusCode, 200, 'the CLI access token gets a ws ticket')
+    const reader = { authorization: `Bearer ${readerToken}` }
+    t.equal((await server.inject({ method: 'GET', url: '/api/messages/inbox', headers: reader })).statusCode, 200, 'the scoped CLI token reads the inbox')
+    t.equal((await server.inject({ method: 'GET', url: '/api/admin/tokens', headers: reader })).statusCode, 403, 'and nothing else')
 
     const busy = await cli(env, 'tokens', 'list')
     t.equal(busy.code, 1)

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util'
 import type { UserInput } from '../../schemas/users.js'
 import { isId } from '../../schemas/common.js'
 import { parseIsoDate } from '../dates.js'
+import { API_SCOPES, isApiScope, type ApiScope } from '../../schemas/tokens.js'
 
 /** Bad arguments: the CLI prints one line and exits with 2. */
 export class UsageError extends Error {}
@@ -15,10 +16,13 @@ export type Command =
   | { name: 'users add', user: UserInput & { id: string } }
   | { name: 'users list' }
   | { name: 'users delete', userId: string }
-  | { name: 'tokens mint', userId: string, expiresAt: Date | null, label: string | null }
+  | { name: 'tokens mint', userId: string, expiresAt: Date | null, label: string | null, scopes: ApiScope[] | null }
   | { name: 'tokens access', userId: string }
   | { name: 'tokens revoke', tokenId: string }
   | { name: 'tokens list', userId: string | null }
+  | { name: 'keys list' }
+  | { name: 'keys rotate' }
+  | { name: 'keys retire', kid: string }
 
 type Options = Record<string, { type: 'string' | 'boolean' }>
 
@@ -40,10 +44,13 @@ const COMMANDS: Record<Exclude<Command['name'], 'help'>, { options: Options, pos
   },
   'users list': { options: {}, positionals: [] },
   'users delete': { options: {}, positionals: ['userId'] },
-  'tokens mint': { options: { user: { type: 'string' }, expires: { type: 'string' }, name: { type: 'string' } }, positionals: [] },
+  'tokens mint': { options: { user: { type: 'string' }, expires: { type: 'string' }, name: { type: 'string' }, scopes: { type: 'string' } }, positionals: [] },
   'tokens access': { options: { user: { type: 'string' } }, positionals: [] },
   'tokens revoke': { options: {}, positionals: ['tokenId'] },
-  'tokens list': { options: { user: { type: 'string' } }, positionals: [] }
+  'tokens list': { options: { user: { type: 'string' } }, positionals: [] },
+  'keys list': { options: {}, positionals: [] },
+  'keys rotate': { options: {}, positionals: [] },
+  'keys retire': { options: {}, positionals: ['kid'] }
 }
 
 const EMAIL = /^[^\s@]+@[^\s@]+$/
@@ -54,7 +61,7 @@ export function parseCommand (argv: string[]): Command {
   if (argv.length === 0) throw new UsageError('no command given')
   if (argv[0] === 'help' || argv.includes('--help') || argv.includes('-h')) return { name: 'help' }
 
-  const group = argv[0] === 'users' || argv[0] === 'tokens'
+  const group = argv[0] === 'users' || argv[0] === 'tokens' || argv[0] === 'keys'
   if (group && argv[1] === undefined) throw new UsageError(`"${argv[0]}" needs a subcommand`)
   const name = group ? `${argv[0]} ${argv[1]}` : argv[0]
   const spec = COMMANDS[name as keyof typeof COMMANDS]
@@ -120,7 +127,15 @@ export function parseCommand (argv: string[]): Command {
         if (expiresAt === null) throw new UsageError(`${name}: --expires must be an ISO-8601 date, e.g. 2030-01-31T00:00:00Z`)
         if (expiresAt.getTime() <= Date.now()) throw new UsageError(`${name}: --expires must be in the future`)
       }
-      return { name, userId: id('user', true) as string, expiresAt, label: text('name') ?? null }
+      const scopeList = text('scopes', { max: 1000 })
+      let scopes: ApiScope[] | null = null
+      if (scopeList !== undefined) {
+        const named = [...new Set(scopeList.split(',').map(scope => scope.trim()))]
+        const unknown = named.filter(scope => !isApiScope(scope))
+        if (unknown.length > 0) throw new UsageError(`${name}: unknown scope "${unknown[0]}" (scopes: ${API_SCOPES.join(', ')})`)
+        scopes = named as ApiScope[]
+      }
+      return { name, userId: id('user', true) as string, expiresAt, label: text('name') ?? null, scopes }
     }
     case 'tokens access': return { name, userId: id('user', true) as string }
     case 'users delete': {
@@ -134,6 +149,11 @@ export function parseCommand (argv: string[]): Command {
       return { name, tokenId }
     }
     case 'tokens list': return { name, userId: id('user', false) ?? null }
+    case 'keys retire': {
+      const kid = positionals[0]
+      if (!isId(kid)) throw new UsageError(`${name}: "${kid}" is not a key id`)
+      return { name, kid }
+    }
     default: return { name } as Command
   }
 }
@@ -161,10 +181,12 @@ Usage: npm run -s cli -- <command> [options]
       open sockets with 4003 on every server process (through REDIS_URL; without
       it, sockets of a server running elsewhere stay open until they reconnect).
 
-  tokens mint --user <user id> [--expires <ISO-8601 date>] [--name <label>]
+  tokens mint --user <user id> [--expires <ISO-8601 date>] [--name <label>] [--scopes <a,b,...>]
       Mints an API token for the user and prints only the token, so that
       TOKEN=$(npm run -s cli -- tokens mint --user admin) works. Without
       --expires the token never expires; revoke it when it is no longer needed.
+      Without --scopes the token may do whatever the user may; with them, only
+      that (${API_SCOPES.join(', ')}).
 
   tokens access --user <user id>
       Prints an access token for the user, as POST /api/dashboard-token/generate
@@ -176,6 +198,19 @@ Usage: npm run -s cli -- <command> [options]
 
   tokens revoke <token id>
       Revokes an API token at once. Prints its record as JSON.
+
+  keys list
+      Prints the signing keys (JWT_ALGORITHM=ES256) as JSON: kid, state (next,
+      current, previous, retired) and dates; never a private key.
+
+  keys rotate
+      The next key starts signing, the current one becomes previous (its tokens
+      verify until they expire) and a new next key is published. Every server
+      uses the new key within a second with REDIS_URL, else within 10 seconds.
+      Rotate no more often than every 5 minutes (the JWKS cache lifetime).
+
+  keys retire <kid>
+      Retires a previous key: tokens it signed are refused from then on.
 
   help
       Shows this text.

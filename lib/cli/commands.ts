@@ -8,6 +8,8 @@ import { createDriver } from '../../plugins/app/supabase/index.js'
 import { migrate, pendingMigrations } from '../../plugins/app/supabase/migrate.js'
 import { Store, type StoreChange } from '../../plugins/app/supabase/store.js'
 import { channels, publishOnce } from '../../plugins/app/redis.js'
+import { generateSigningKey, KEY_REFRESH_MS, KeyRing, publishKeysChanged } from '../../plugins/app/keys.js'
+import type { StoredSigningKey } from '../../schemas/keys.js'
 import type { RpcDriver, SqlAccess } from '../../plugins/app/supabase/driver.js'
 import type { User } from '../../schemas/users.js'
 import { WsClose } from '../../schemas/ws.js'
@@ -69,16 +71,17 @@ export async function execute (command: Exclude<Command, { name: 'help' }>, conf
           userId: command.userId,
           createdBy: null,
           name: command.label,
-          expiresAt: command.expiresAt?.toISOString() ?? null
+          expiresAt: command.expiresAt?.toISOString() ?? null,
+          scopes: command.scopes
         })
         if (!created) throw new CliError(`user not found: ${command.userId}`)
-        io.out(await withTokens(config, tokens => tokens.issueApi(tokenId, command.userId, command.expiresAt)) + '\n')
+        io.out(await withTokens(config, store, tokens => tokens.issueApi(tokenId, command.userId, command.expiresAt)) + '\n')
         return
       }
       case 'tokens access': {
         const user = await store.getUser(command.userId)
         if (!user) throw new CliError(`user not found: ${command.userId}`)
-        io.out(await withTokens(config, tokens => tokens.issueAccess(user).token) + '\n')
+        io.out(await withTokens(config, store, tokens => tokens.issueAccess(user).token) + '\n')
         return
       }
       case 'tokens list': {
@@ -91,10 +94,54 @@ export async function execute (command: Exclude<Command, { name: 'help' }>, conf
         if (!token) throw new CliError(`token not found: ${command.tokenId}`)
         await announce()
         io.out(json(token))
+        return
+      }
+      case 'keys list': {
+        io.out(json(listedKeys(await store.signingKeys())))
+        return
+      }
+      case 'keys rotate': {
+        const secret = requireKeyEncryptionKey(config)
+        let keys = await store.rotateSigningKeys(generateSigningKey(secret))
+        if (!keys) {
+          // No keys yet: create them as a starting server would, then rotate once.
+          await new KeyRing(store, secret).ensure()
+          keys = await store.rotateSigningKeys(generateSigningKey(secret))
+        }
+        await announceKeys(config)
+        io.out(json(listedKeys(keys ?? [])))
+        return
+      }
+      case 'keys retire': {
+        const result = await store.retireSigningKey(command.kid)
+        if (result.error === 'not_found') throw new CliError(`key not found: ${command.kid}`)
+        if (result.error === 'active') throw new CliError(`key ${command.kid} is ${result.state}: only a previous key can be retired (rotate first)`)
+        await announceKeys(config)
+        io.out(json(listedKeys(result.keys ?? [])))
       }
     }
   } finally {
     await driver.close()
+  }
+}
+
+/** Keys as operators see them: never a private key, even encrypted. */
+function listedKeys (keys: StoredSigningKey[]) {
+  return keys.map(({ kid, alg, state, createdAt, stateChangedAt }) => ({ kid, alg, state, createdAt, stateChangedAt }))
+}
+
+function requireKeyEncryptionKey (config: Config): string {
+  if (!config.JWT_KEY_ENCRYPTION_KEY) throw new CliError('JWT_KEY_ENCRYPTION_KEY is required to create signing keys (the same as the servers use)')
+  return config.JWT_KEY_ENCRYPTION_KEY
+}
+
+/** Tells every server process to read the keys again now (with REDIS_URL; otherwise they do within KEY_REFRESH_MS). */
+async function announceKeys (config: Config): Promise<void> {
+  if (!config.REDIS_URL) return
+  try {
+    await publishKeysChanged({ url: config.REDIS_URL, prefix: config.REDIS_KEY_PREFIX, timeoutMs: config.REDIS_TIMEOUT_MS })
+  } catch (error) {
+    throw new CliError(`keys changed, but servers could not be told through Redis (${(error as Error).message}); they read the keys again within ${KEY_REFRESH_MS / 1000} s`)
   }
 }
 
@@ -110,13 +157,18 @@ async function ensureSchema (driver: RpcDriver): Promise<void> {
 }
 
 /** Signs with the server's own token plugins, so tokens are exactly what the HTTP routes issue. */
-async function withTokens (config: Config, sign: (tokens: TokenService) => string): Promise<string> {
+async function withTokens (config: Config, store: Store, sign: (tokens: TokenService) => string): Promise<string> {
   const app = Fastify({ logger: false })
   try {
     await app.register(env, { config })
     await app.register(jwt)
     await app.register(tokens)
     await app.ready()
+    if (config.JWT_ALGORITHM === 'ES256') {
+      const ring = new KeyRing(store, requireKeyEncryptionKey(config))
+      await ring.ensure()
+      app.tokens.keyRing = ring
+    }
     return sign(app.tokens)
   } finally {
     await app.close()

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyRequest, onRequestHookHandler, preHandlerH
 import { forbidden, unauthorized } from '../../lib/errors.js'
 import type { User } from '../../schemas/users.js'
 import { AuthCache, shareInvalidations } from './auth-cache.js'
+import type { ApiScope } from '../../schemas/tokens.js'
 
 export type CallerKind = 'access' | 'api'
 
@@ -12,6 +13,8 @@ export interface Caller {
   kind: CallerKind
   /** The API token id (jti), for api callers. */
   tokenId?: string
+  /** The API token's scopes; null: whatever the user may (every access token, unscoped API tokens). */
+  scopes?: readonly ApiScope[] | null
   /** Seconds since epoch when the credential stops being valid, if it does. */
   expiresAt?: number
 }
@@ -78,7 +81,7 @@ export default fp(async function auth (fastify: FastifyInstance) {
       const record = jti ? await cache.apiToken(jti, () => store.authenticateApiToken(jti)) : null
       if (!record?.user || record.token.revokedAt !== null) throw unauthorized(message)
       if (record.token.expiresAt !== null && Date.parse(record.token.expiresAt) <= Date.now()) throw unauthorized(message)
-      return { user: record.user, kind, tokenId: jti, expiresAt: claims.exp }
+      return { user: record.user, kind, tokenId: jti, scopes: record.token.scopes, expiresAt: claims.exp }
     }
     throw unauthorized(message)
   }

@@ -4,7 +4,9 @@ import type { FastifyInstance } from 'fastify'
 import type { JWT } from '@fastify/jwt'
 import { DependencyUnavailableError, unauthorized } from '../../lib/errors.js'
 import type { RedisConnections } from './redis.js'
-import type { TokenKind } from '../external/jwt.js'
+import { createSigner, createVerifier } from 'fast-jwt'
+import { ISSUER, REQUIRED_CLAIMS, TOKEN_KINDS, type TokenKind } from '../external/jwt.js'
+import type { KeyRing } from './keys.js'
 import type { User } from '../../schemas/users.js'
 
 export interface AccessClaims {
@@ -79,6 +81,17 @@ function expiresAtSeconds (token: string): number {
  * (it converts to fast-jwt's milliseconds itself).
  */
 export class TokenService {
+  /**
+   * With JWT_ALGORITHM=ES256, the shared signing keys: access tokens and tickets
+   * are signed with the current key and carry its `kid`. API tokens stay HS256:
+   * they live for months and are checked against their record anyway (other
+   * services ask the introspection endpoint), so a key rotation never breaks them.
+   */
+  keyRing: KeyRing | null = null
+  private signers = new Map<string, (payload: Record<string, unknown>) => string>()
+  private verifiers = new Map<string, (token: string) => unknown>()
+  private verifiersVersion = -1
+
   constructor (
     private readonly jwt: JWT,
     private readonly ttl: { access: number, ws: number },
@@ -87,8 +100,63 @@ export class TokenService {
 
   private ns (kind: TokenKind) { return (this.jwt as unknown as Record<TokenKind, JWT>)[kind] }
 
+  /** Signs an access token or ticket with the current asymmetric key, or with JWT_SECRET without a key ring. */
+  private sign (kind: 'access' | 'ws', payload: Record<string, unknown>, expiresInSeconds: number): string {
+    const key = this.keyRing?.current()
+    if (!key) {
+      // Every claim in the payload and no options: given options, @fastify/jwt builds a new signer per call.
+      const iat = Math.floor(Date.now() / 1000)
+      return this.ns(kind).sign({ ...payload, iat, exp: iat + expiresInSeconds })
+    }
+    const id = `${kind}:${key.kid}:${expiresInSeconds}`
+    let signer = this.signers.get(id)
+    if (!signer) {
+      if (this.signers.size > 8) this.signers.clear()
+      // fast-jwt counts expiresIn in milliseconds.
+      signer = createSigner({ key: key.privateKeyPem, algorithm: 'ES256', kid: key.kid, iss: ISSUER, aud: TOKEN_KINDS[kind], expiresIn: expiresInSeconds * 1000 })
+      this.signers.set(id, signer)
+    }
+    return signer(payload)
+  }
+
+  /**
+   * A token naming a `kid` is verified only with that key and only as ES256;
+   * one without is verified only as HS256 with JWT_SECRET. So neither path can
+   * be fed the other's token (no algorithm confusion), and a retired or unknown
+   * kid verifies nothing.
+   */
+  private verifyWithKid (kind: TokenKind, token: string): unknown {
+    const header = JSON.parse(Buffer.from(token.split('.')[0], 'base64url').toString('utf8')) as { kid?: unknown }
+    if (header.kid === undefined) return this.ns(kind).verify(token)
+    const ring = this.keyRing
+    if (kind === 'api' || !ring || typeof header.kid !== 'string') throw new Error('no such key')
+    if (ring.version !== this.verifiersVersion) {
+      this.verifiers.clear()
+      this.verifiersVersion = ring.version
+    }
+    const id = `${kind}:${header.kid}`
+    let verify = this.verifiers.get(id)
+    if (!verify) {
+      const publicKey = ring.verificationKey(header.kid)
+      if (!publicKey) {
+        // Perhaps a key this process has not read yet: look again (throttled), refuse this time.
+        ring.refreshSoon()
+        throw new Error('no such key')
+      }
+      verify = createVerifier({
+        key: publicKey.export({ format: 'pem', type: 'spki' }) as string,
+        algorithms: ['ES256'],
+        allowedIss: ISSUER,
+        allowedAud: TOKEN_KINDS[kind],
+        requiredClaims: REQUIRED_CLAIMS[kind]
+      })
+      this.verifiers.set(id, verify)
+    }
+    return verify(token)
+  }
+
   issueAccess (user: User, sessionId: string = randomUUID()) {
-    const token = this.ns('access').sign({
+    const token = this.sign('access', {
       sub: user.id,
       clerk_id: user.clerkId,
       email: user.email,
@@ -96,17 +164,15 @@ export class TokenService {
       credits: user.credits,
       organization_id: user.organizationId,
       sid: sessionId
-    }, { expiresIn: this.ttl.access })
+    }, this.ttl.access)
     return { token, expiresIn: this.ttl.access, expiresAt: new Date(expiresAtSeconds(token) * 1000).toISOString() }
   }
 
   /** A short-lived single-use ticket; `sessionExpiresAt` (seconds) bounds the socket it opens. */
   issueWsTicket (userId: string, sessionExpiresAt?: number) {
-    // Every claim in the payload and no options: given options, @fastify/jwt builds a new signer per call.
-    const iat = Math.floor(Date.now() / 1000)
-    const payload: Record<string, unknown> = { sub: userId, jti: randomUUID(), iat, exp: iat + this.ttl.ws }
+    const payload: Record<string, unknown> = { sub: userId, jti: randomUUID() }
     if (sessionExpiresAt) payload.sexp = sessionExpiresAt
-    const token = this.ns('ws').sign(payload)
+    const token = this.sign('ws', payload, this.ttl.ws)
     return { token, expiresIn: this.ttl.ws }
   }
 
@@ -120,9 +186,21 @@ export class TokenService {
   /** Verifies signature, issuer, audience (the kind) and expiry; any failure is a 401. */
   verify<K extends TokenKind> (kind: K, token: string, message?: string): ClaimsByKind[K] {
     try {
-      return this.ns(kind).verify<ClaimsByKind[K]>(token)
+      return this.verifyWithKid(kind, token) as ClaimsByKind[K]
     } catch {
       throw unauthorized(message)
+    }
+  }
+
+  /**
+   * Like verify, without throwing: the claims, or why the token does not verify
+   * (`expired`: signed by us but past its `exp`; `invalid`: anything else).
+   */
+  check<K extends TokenKind> (kind: K, token: string): { claims: ClaimsByKind[K] } | { error: 'expired' | 'invalid' } {
+    try {
+      return { claims: this.verifyWithKid(kind, token) as ClaimsByKind[K] }
+    } catch (error) {
+      return { error: /EXPIRED/.test(String((error as { code?: unknown }).code)) ? 'expired' : 'invalid' }
     }
   }
 

@@ -8,7 +8,9 @@ export const ISSUER = 'gatehouse'
  * The token kinds, one @fastify/jwt namespace each. The audience marks the kind,
  * and each namespace accepts only its own audience, so a token of one kind is
  * refused wherever another is expected (RFC 8725 §2.8). HS256 only: Clerk's RS256
- * tokens and unsigned `alg: none` tokens never verify here.
+ * tokens and unsigned `alg: none` tokens never verify here. Tokens signed with the
+ * asymmetric keys (JWT_ALGORITHM=ES256) carry a `kid` and are verified by the
+ * token service with that key instead (plugins/app/tokens.ts).
  */
 export const TOKEN_KINDS = {
   access: 'gatehouse:access',
@@ -22,7 +24,7 @@ export type TokenKind = keyof typeof TOKEN_KINDS
  * expire (a token without `exp` would live forever); an API token expires only
  * if minted with an expiration, and is checked against its stored record anyway.
  */
-const REQUIRED_CLAIMS: Record<TokenKind, string[]> = {
+export const REQUIRED_CLAIMS: Record<TokenKind, string[]> = {
   access: ['sub', 'aud', 'iss', 'iat', 'exp'],
   ws: ['sub', 'aud', 'iss', 'iat', 'exp', 'jti'],
   api: ['sub', 'aud', 'iss', 'jti']

@@ -99,7 +99,8 @@ export default fp(async function swagger (fastify) {
           apiToken: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'An API token minted by an administrator (POST /api/admin/tokens or `npm run cli -- tokens mint`); revocable' },
           accessTokenCookie: { type: 'apiKey', in: 'cookie', name: 'access_token', description: "The browser's access token cookie; on /ws only from an Origin in CORS_ORIGINS" },
           clerkSession: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'A Clerk session token (needs CLERK_JWT_KEY or CLERK_SECRET_KEY)' },
-          wsTicket: { type: 'apiKey', in: 'query', name: 'token', description: 'A single-use ticket from GET /websocket-token/ (GET /ws only)' }
+          wsTicket: { type: 'apiKey', in: 'query', name: 'token', description: 'A single-use ticket from GET /websocket-token/ (GET /ws only)' },
+          introspectionToken: { type: 'http', scheme: 'bearer', description: 'INTROSPECTION_TOKEN, for services that check API tokens (POST /api/tokens/introspect only)' }
         }
       }
     },

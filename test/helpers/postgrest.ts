@@ -66,17 +66,19 @@ export async function prepareSupabaseRoles (sql: SqlAccess): Promise<void> {
 
 export async function startPostgrest (sql: SqlAccess, { jwtSecret = POSTGREST_JWT_SECRET }: { jwtSecret?: string } = {}): Promise<PostgrestFixture> {
   const verify = createVerifier({ key: jwtSecret, algorithms: ['HS256'] })
-  const signatures = new Map<string, Array<{ name: string, type: string }>>()
+  const signatures = new Map<string, Array<{ name: string, type: string, optional: boolean }>>()
 
+  /** The function's parameters; as in PostgREST, trailing parameters with defaults may be left out. */
   async function signature (fn: string) {
     let args = signatures.get(fn)
     if (!args) {
       const rows = await sql.query<{ args: string }>(`
-        select (select coalesce(json_agg(json_build_object('name', a.name, 'type', format_type(a.type, null)) order by a.ord), '[]')
+        select (select coalesce(json_agg(json_build_object('name', a.name, 'type', format_type(a.type, null),
+                  'optional', a.ord > p.pronargs - p.pronargdefaults) order by a.ord), '[]')
                 from unnest(coalesce(p.proargnames, '{}'), p.proargtypes::oid[]) with ordinality as a(name, type, ord))::text as args
         from pg_proc p where p.proname = $1 and p.pronamespace = 'public'::regnamespace`, [fn])
       if (rows.length !== 1) return null
-      args = JSON.parse(rows[0].args) as Array<{ name: string, type: string }>
+      args = JSON.parse(rows[0].args) as Array<{ name: string, type: string, optional: boolean }>
       signatures.set(fn, args)
     }
     return args
@@ -100,8 +102,9 @@ export async function startPostgrest (sql: SqlAccess, { jwtSecret = POSTGREST_JW
   }
 
   async function rpc (fn: string, body: Record<string, unknown>, role: string): Promise<{ status: number, body: string }> {
-    const args = /^[a-z_][a-z0-9_]*$/.test(fn) ? await signature(fn) : null
+    const all = /^[a-z_][a-z0-9_]*$/.test(fn) ? await signature(fn) : null
     const names = Object.keys(body).sort()
+    const args = all?.filter(a => !a.optional || names.includes(a.name))
     if (!args || args.map(a => a.name).sort().join() !== names.join()) {
       return error(404, {
         code: 'PGRST202',

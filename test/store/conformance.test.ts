@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import t from 'tap'
 import { DependencyUnavailableError } from '../../lib/errors.js'
 import { Store } from '../../plugins/app/supabase/store.js'
+import { decryptPrivateKey, generateSigningKey } from '../../plugins/app/keys.js'
 import type { SendInput, SendResult } from '../../schemas/messages.js'
 import type { User, UserInput } from '../../schemas/users.js'
 import { testBackends } from '../helpers/backends.js'
@@ -118,6 +119,33 @@ for (const backend of testBackends()) {
       t.same(await store.deleteUser({ clerkId: 'clerk_nobody' }), [])
     })
 
+    t.test('signing keys: one current and next however many processes start at once; rotate; retire', async t => {
+      const KEK = 'k'.repeat(40)
+      t.same(await store.signingKeys(), [])
+      t.equal(await store.rotateSigningKeys(generateSigningKey(KEK)), null, 'nothing to rotate before the first keys')
+      const inits = await Promise.all([1, 2, 3].map(() => store.initSigningKeys(generateSigningKey(KEK), generateSigningKey(KEK))))
+      const keys = await store.signingKeys()
+      t.same(keys.map(k => k.state).sort(), ['current', 'next'])
+      for (const init of inits) t.same(init.map(k => k.kid), keys.map(k => k.kid), 'every starter sees the same keys')
+      const current = keys.find(k => k.state === 'current')!
+      const next = keys.find(k => k.state === 'next')!
+      t.equal(next.privateKey, null, 'only the current private key is handed out')
+      t.match(decryptPrivateKey(KEK, current.kid, current.privateKey!), /BEGIN PRIVATE KEY/)
+      t.throws(() => decryptPrivateKey('x'.repeat(40), current.kid, current.privateKey!), 'another encryption key cannot read it')
+
+      const rotated = (await store.rotateSigningKeys(generateSigningKey(KEK)))!
+      const state = (kid: string) => rotated.find(k => k.kid === kid)?.state
+      t.equal(state(current.kid), 'previous')
+      t.equal(state(next.kid), 'current')
+      t.equal(rotated.filter(k => k.state === 'next').length, 1)
+
+      t.same(await store.retireSigningKey(next.kid), { error: 'active', state: 'current' })
+      t.same(await store.retireSigningKey('nope'), { error: 'not_found' })
+      const retired = await store.retireSigningKey(current.kid)
+      t.equal(retired.keys?.find(k => k.kid === current.kid)?.state, 'retired')
+      t.equal((await store.retireSigningKey(current.kid)).keys?.find(k => k.kid === current.kid)?.state, 'retired', 'idempotent')
+    })
+
     t.test('API tokens: create, authenticate, list, revoke', async t => {
       const admin = await user({ role: 'admin', name: 'Admin' })
       const owner = await user({ name: 'Owner' })
@@ -131,6 +159,7 @@ for (const backend of testBackends()) {
         userId: owner.id,
         createdBy: admin.id,
         name: 'ci',
+        scopes: null,
         expiresAt: '2030-01-02T01:04:05.678Z',
         revokedAt: null,
         lastUsedAt: null,
@@ -144,9 +173,11 @@ for (const backend of testBackends()) {
       t.equal(await store.authenticateApiToken(randomUUID()), null, 'unknown token')
 
       const secondId = randomUUID()
-      await store.createApiToken({ id: secondId, userId: owner.id, createdBy: null, name: null, expiresAt: null })
+      await store.createApiToken({ id: secondId, userId: owner.id, createdBy: null, name: null, expiresAt: null, scopes: ['inbox:read', 'templates:read'] })
       const listed = await store.listApiTokens(owner.id)
       t.same(listed.map(token => token.id), [secondId, firstId], 'newest first')
+      t.same(listed[0].scopes, ['inbox:read', 'templates:read'], 'scopes are kept in order')
+      t.same((await store.authenticateApiToken(secondId))?.token.scopes, ['inbox:read', 'templates:read'])
       t.same(listed[1], authenticated?.token)
       t.same(await store.listApiTokens(admin.id), [])
       const all = (await store.listApiTokens(null)).map(token => token.id)

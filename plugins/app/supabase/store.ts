@@ -1,6 +1,7 @@
 import { ApiError, DependencyUnavailableError } from '../../../lib/errors.js'
 import type { User, UserInput } from '../../../schemas/users.js'
-import type { ApiToken } from '../../../schemas/tokens.js'
+import type { ApiScope, ApiToken } from '../../../schemas/tokens.js'
+import type { NewSigningKey, StoredSigningKey } from '../../../schemas/keys.js'
 import type { Template } from '../../../schemas/templates.js'
 import type { SendInput, SendOutcome, SendResult, StoredMessage } from '../../../schemas/messages.js'
 import { CallWithdrawnError, isDataExceptionSqlState, type RpcDriver } from './driver.js'
@@ -101,9 +102,15 @@ export class Store {
   }
 
   // API tokens
-  async createApiToken (token: { id: string, userId: string, createdBy: string | null, name: string | null, expiresAt: string | null }): Promise<{ token: ApiToken, user: User } | null> {
+  /** `scopes` absent or null: the token may do whatever its owner may. */
+  async createApiToken (token: { id: string, userId: string, createdBy: string | null, name: string | null, expiresAt: string | null, scopes?: readonly ApiScope[] | null }): Promise<{ token: ApiToken, user: User } | null> {
     const result = await this.call<{ token?: ApiToken, user?: User }>('gatehouse_token_create', {
-      p_id: token.id, p_user_id: token.userId, p_created_by: token.createdBy, p_name: token.name, p_expires_at: token.expiresAt
+      p_id: token.id,
+      p_user_id: token.userId,
+      p_created_by: token.createdBy,
+      p_name: token.name,
+      p_expires_at: token.expiresAt,
+      p_scopes: token.scopes ?? null
     })
     return result.token && result.user ? { token: result.token, user: result.user } : null
   }
@@ -115,6 +122,23 @@ export class Store {
     const token = await this.call<ApiToken | null>('gatehouse_token_revoke', { p_id: id })
     if (token) this.changed({ userIds: [], tokenIds: [id] })
     return token
+  }
+
+  // Signing keys (see plugins/app/keys.ts); private keys arrive and leave encrypted.
+  signingKeys () { return this.call<StoredSigningKey[]>('gatehouse_signing_keys') }
+  initSigningKeys (current: NewSigningKey, next: NewSigningKey) {
+    return this.call<StoredSigningKey[]>('gatehouse_signing_keys_init', { p_current: current, p_next: next })
+  }
+
+  /** Null when there are no keys to rotate yet. */
+  async rotateSigningKeys (next: NewSigningKey): Promise<StoredSigningKey[] | null> {
+    const result = await this.call<{ keys?: StoredSigningKey[] }>('gatehouse_signing_keys_rotate', { p_next: next })
+    return result.keys ?? null
+  }
+
+  /** The keys after retiring `kid`; an error when it is unknown, current or next. */
+  retireSigningKey (kid: string) {
+    return this.call<{ keys?: StoredSigningKey[], error?: 'not_found' | 'active', state?: string }>('gatehouse_signing_key_retire', { p_kid: kid })
   }
 
   // Templates, scoped to an organization (or to their owner when there is none)

@@ -45,7 +45,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   const { messaging, store } = fastify
   const sender = fastify.authenticate({ kinds: ['api'], message: UNAUTHORIZED })
   const reader = fastify.authenticate({ kinds: ['access', 'api'], message: UNAUTHORIZED })
-  const sendResponses = { 200: SendResponseSchema, ...errors(400, 401, 413, 415, 422, 429, 500, 503) }
+  const sendResponses = { 200: SendResponseSchema, ...errors(400, 401, 403, 413, 415, 422, 429, 500, 503) }
 
   /** The three send routes differ only in how they build recipients and content. */
   async function send (request: SendRequest, reply: FastifyReply, route: string, message: { recipientIds: string[], content: string, templateId?: string }) {
@@ -60,6 +60,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
 
   fastify.post('/send-template', {
     onRequest: sender,
+    preValidation: fastify.requireScope('messages:send-template'),
     schema: {
       summary: 'Send a stored template, with its placeholders filled, to many recipients',
       tags: ['messages'],
@@ -79,6 +80,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
 
   fastify.post('/send-bulk', {
     onRequest: sender,
+    preValidation: fastify.requireScope('messages:send-bulk'),
     schema: {
       summary: 'Send one message to many recipients',
       tags: ['messages'],
@@ -94,6 +96,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
 
   fastify.post('/send-private', {
     onRequest: sender,
+    preValidation: fastify.requireScope('messages:send-private'),
     schema: {
       summary: 'Send one message to one recipient',
       tags: ['messages'],
@@ -109,12 +112,13 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
 
   fastify.get('/inbox', {
     onRequest: reader,
+    preValidation: fastify.requireScope('inbox:read'),
     schema: {
       summary: "The caller's messages, oldest first, acknowledged or not (for clients without a socket)",
       tags: ['messages'],
       security: Security.accessOrApi,
       querystring: InboxQuerySchema,
-      response: { 200: InboxResponseSchema, ...errors(400, 401, 429, 500, 503) }
+      response: { 200: InboxResponseSchema, ...errors(400, 401, 403, 429, 500, 503) }
     }
   }, async function inbox (request, reply) {
     const { after, limit } = request.query
@@ -127,12 +131,13 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
 
   fastify.post('/ack', {
     onRequest: reader,
+    preValidation: fastify.requireScope('inbox:read'),
     schema: {
       summary: 'Acknowledge received messages; acknowledged messages are not replayed on a socket',
       tags: ['messages'],
       security: Security.accessOrApi,
       body: AckBodySchema,
-      response: { 200: AckResponseSchema, ...errors(400, 401, 413, 415, 429, 500, 503) }
+      response: { 200: AckResponseSchema, ...errors(400, 401, 403, 413, 415, 429, 500, 503) }
     }
   }, async function ack (request) {
     const acked = await store.ack(callerOf(request).user.id, [...new Set(request.body.ids)])

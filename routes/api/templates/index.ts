@@ -21,12 +21,13 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   fastify.addHook('onRequest', fastify.authenticate({ kinds: ['api', 'access'], message: 'Unauthorized: Missing or invalid token' }))
 
   fastify.post('/', {
+    preValidation: fastify.requireScope('templates:write'),
     schema: {
       summary: 'Create a message template; {{placeholders}} are filled at send time',
       tags: ['templates'],
       security: Security.accessOrApi,
       body: CreateTemplateBodySchema,
-      response: { 201: TemplateResponseSchema, ...errors(400, 401, 409, 413, 415, 429, 500, 503) }
+      response: { 201: TemplateResponseSchema, ...errors(400, 401, 403, 409, 413, 415, 429, 500, 503) }
     }
   }, async function createTemplate (request, reply) {
     const { name, content } = request.body
@@ -38,23 +39,25 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   })
 
   fastify.get('/', {
+    preValidation: fastify.requireScope('templates:read'),
     schema: {
       summary: "The organization's templates, oldest first",
       tags: ['templates'],
       security: Security.accessOrApi,
-      response: { 200: TemplateListResponseSchema, ...errors(401, 429, 500, 503) }
+      response: { 200: TemplateListResponseSchema, ...errors(401, 403, 429, 500, 503) }
     }
   }, async function listTemplates (request) {
     return { success: true as const, templates: await store.listTemplates(scopeOf(request)) }
   })
 
   fastify.get('/:id', {
+    preValidation: fastify.requireScope('templates:read'),
     schema: {
       summary: 'One template',
       tags: ['templates'],
       security: Security.accessOrApi,
       params: TemplateParamsSchema,
-      response: { 200: TemplateResponseSchema, ...errors(400, 401, 404, 429, 500, 503) }
+      response: { 200: TemplateResponseSchema, ...errors(400, 401, 403, 404, 429, 500, 503) }
     }
   }, async function getTemplate (request) {
     const template = await store.getTemplate(scopeOf(request), request.params.id)
@@ -63,12 +66,13 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   })
 
   fastify.delete('/:id', {
+    preValidation: fastify.requireScope('templates:write'),
     schema: {
       summary: 'Delete a template',
       tags: ['templates'],
       security: Security.accessOrApi,
       params: TemplateParamsSchema,
-      response: { 200: TemplateDeletedResponseSchema, ...errors(400, 401, 404, 429, 500, 503) }
+      response: { 200: TemplateDeletedResponseSchema, ...errors(400, 401, 403, 404, 429, 500, 503) }
     }
   }, async function deleteTemplate (request) {
     const { id } = request.params

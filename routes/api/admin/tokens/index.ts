@@ -22,6 +22,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   // Authorization before validation: a non-admin learns nothing about the request format.
   fastify.addHook('onRequest', fastify.authenticate({ kinds: ['access', 'api'] }))
   fastify.addHook('preValidation', fastify.requireAdmin)
+  fastify.addHook('preValidation', fastify.requireScope('tokens:admin'))
 
   fastify.post('/', {
     schema: {
@@ -34,7 +35,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       response: { 201: CreateApiTokenResponseSchema, ...errors(400, 401, 403, 404, 429, 503) }
     }
   }, async function createToken (request, reply) {
-    const { userId, expiration, name } = request.body
+    const { userId, expiration, name, scopes } = request.body
     if (!userId) throw badRequest('User ID is required')
     const expiresAt = parseExpiration(expiration)
     const tokenId = randomUUID()
@@ -43,12 +44,13 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       userId,
       createdBy: request.caller!.user.id,
       name: name ?? null,
-      expiresAt: expiresAt?.toISOString() ?? null
+      expiresAt: expiresAt?.toISOString() ?? null,
+      scopes: scopes ?? null
     })
     if (!created) throw notFound('User not found')
     const token = fastify.tokens.issueApi(tokenId, userId, expiresAt)
     reply.header('cache-control', 'no-store')
-    return reply.code(201).send({ success: true, token, name: created.user.name, tokenId, expiresAt: created.token.expiresAt })
+    return reply.code(201).send({ success: true, token, name: created.user.name, tokenId, expiresAt: created.token.expiresAt, scopes: created.token.scopes })
   })
 
   fastify.get('/', {

@@ -15,7 +15,7 @@ export const PublicJwkSchema = Type.Object({
 })
 export type PublicJwk = Static<typeof PublicJwkSchema>
 
-export const JwksSchema = Type.Object({ keys: Type.Array(PublicJwkSchema) })
+export const JwksSchema = Type.Object({ keys: Type.Array(PublicJwkSchema) }, { title: 'Jwks', description: 'The public keys of access tokens and tickets (RFC 7517 JWK Set)' })
 
 /** A key as the store keeps it; `privateKey` (encrypted) only for the current key. */
 export interface StoredSigningKey {

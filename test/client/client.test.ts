@@ -244,5 +244,10 @@ t.test('client', async t => {
 })
 
 t.test('without a global WebSocket the WebSocket option is required', async t => {
+  // Node 22+ has a global WebSocket; the runtimes this guards against (Node 20, some bundles) do not.
+  const global = globalThis as { WebSocket?: unknown }
+  const builtIn = Object.getOwnPropertyDescriptor(global, 'WebSocket')
+  delete global.WebSocket
+  t.teardown(() => { if (builtIn) Object.defineProperty(global, 'WebSocket', builtIn) })
   t.throws(() => new GatehouseClient({ url: 'http://127.0.0.1:1', onMessage: () => {} }), /WebSocket option/)
 })

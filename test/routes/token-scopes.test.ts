@@ -48,6 +48,7 @@ for (const backend of testBackends()) {
       t.same(bulk.json(), {
         success: false,
         statusCode: 403,
+        status: 403,
         code: 'INSUFFICIENT_SCOPE',
         error: 'Forbidden: the token lacks the scope "messages:send-bulk"',
         message: 'Forbidden: the token lacks the scope "messages:send-bulk"',

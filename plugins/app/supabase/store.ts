@@ -91,14 +91,18 @@ export class Store {
    * Applies a Clerk user event once per svix delivery id, in the order Clerk made
    * the changes, and never after the user's deletion (see gatehouse_clerk_user_event).
    */
-  applyClerkUserEvent (event: ClerkUserEvent) {
-    return this.call<ClerkUserEventOutcome>('gatehouse_clerk_user_event', {
+  async applyClerkUserEvent (event: ClerkUserEvent): Promise<ClerkUserEventOutcome> {
+    const outcome = await this.call<ClerkUserEventOutcome>('gatehouse_clerk_user_event', {
       p_delivery_id: event.deliveryId,
       p_type: event.type,
       p_clerk_id: event.clerkId,
       p_event_at: event.eventAt.toISOString(),
       p_user: event.type === 'user.upsert' ? event.user : null
     })
+    // A role or a deletion applied here must reach every authentication cache, as through upsertUser/deleteUser.
+    if ('user' in outcome) this.changed({ userIds: [outcome.user.id], tokenIds: [] })
+    else if ('deletedIds' in outcome && outcome.deletedIds.length > 0) this.changed({ userIds: outcome.deletedIds, tokenIds: [] })
+    return outcome
   }
 
   // API tokens

@@ -170,10 +170,18 @@ export async function createEmbeddedDriver (options: EmbeddedOptions): Promise<E
       const proc = child
       const work = pool.call(fn, args, signal)
       // Calls still waiting for a connection are withdrawn at the deadline by the
-      // postgres driver; one still unsettled shortly after is running and stuck.
-      const stuck = setTimeout(() => { if (proc) kill(proc, pool).catch(() => {}) }, timeoutMs + 100)
+      // postgres driver; one still unsettled shortly after is running and stuck. It is
+      // answered as unavailable then, whenever the killed connection gets round to failing.
+      let stuck: NodeJS.Timeout | undefined
+      const killed = new Promise<never>((_resolve, reject) => {
+        stuck = setTimeout(() => {
+          reject(new EmbeddedStoreDownError())
+          if (proc) kill(proc, pool).catch(() => {})
+        }, timeoutMs + 100)
+      })
+      work.catch(() => {})
       try {
-        return await work
+        return await Promise.race([work, killed])
       } finally {
         clearTimeout(stuck)
       }

@@ -21,7 +21,7 @@ import auth from './plugins/app/auth.js'
 import scopes from './plugins/app/scopes.js'
 import clerk from './plugins/app/clerk.js'
 import metrics from './plugins/app/metrics.js'
-import hub from './plugins/app/hub.js'
+import hub from './plugins/app/websocket/index.js'
 import messaging from './plugins/app/messaging.js'
 
 import healthRoutes from './routes/health/index.js'

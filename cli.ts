@@ -1,4 +1,4 @@
-import { main } from './lib/cli/run.js'
+import { main } from './cli/run.js'
 
 // Operator commands (`npm run cli -- help`). Output goes through write() so that
 // `tokens mint` prints the token and nothing else.

@@ -46,7 +46,7 @@ export const PingFrameSchema = Type.Object({ type: Type.Literal('ping') }, { add
 export const ClientFrameSchema = Type.Union([AckFrameSchema, PingFrameSchema], { $id: 'WsClientFrame', title: 'WsClientFrame' })
 export type ClientFrame = Static<typeof ClientFrameSchema>
 
-// Server frames are built as strings (plugins/app/hub/frames.ts); these schemas document them and tests check them.
+// Server frames are built as strings (plugins/app/websocket/frames.ts); these schemas document them and tests check them.
 export const ReadyFrameSchema = Type.Object({ type: Type.Literal('ready'), userId: Type.String() }, {
   additionalProperties: false, title: 'ReadyFrame', description: 'Sent once, first: the socket is authenticated and replay begins'
 })

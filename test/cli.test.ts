@@ -8,8 +8,8 @@ import t, { type Test } from 'tap'
 import { buildApp, TEST_SECRET, testConfig } from './helpers/app.js'
 import { listen, Peer, wsUrl } from './ws/helpers.js'
 import { freshDatabase, requireDatabaseUrl } from './helpers/backends.js'
-import { parseCommand } from '../lib/cli/args.js'
-import { main } from '../lib/cli/run.js'
+import { parseCommand } from '../cli/args.js'
+import { main } from '../cli/run.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/

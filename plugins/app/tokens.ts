@@ -2,8 +2,8 @@ import fp from 'fastify-plugin'
 import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { JWT } from '@fastify/jwt'
-import { DependencyUnavailableError, unauthorized } from '../../lib/errors.js'
-import type { RedisConnections } from './redis.js'
+import { unauthorized } from '../../lib/errors.js'
+import { memoryTicketLedger, redisTicketLedger, type TicketLedger } from './websocket/ticket-ledger.js'
 import { createSigner, createVerifier } from 'fast-jwt'
 import { ISSUER, REQUIRED_CLAIMS, TOKEN_KINDS, type TokenKind } from '../external/jwt.js'
 import type { KeyRing } from './keys.js'
@@ -22,54 +22,6 @@ export interface AccessClaims {
 export interface WsTicketClaims { sub: string, jti: string, exp: number, /** when the session behind the ticket ends */ sexp?: number }
 export interface ApiClaims { sub: string, jti: string, exp?: number }
 interface ClaimsByKind { access: AccessClaims, ws: WsTicketClaims, api: ApiClaims }
-
-/**
- * Remembers consumed ws tickets until they expire, so each opens one socket.
- * In one process a Map is enough; across processes the ledger lives in Redis.
- */
-export interface TicketLedger {
-  /** True the first time a ticket id is seen, false afterwards. */
-  consume (jti: string, expiresAtSeconds: number): Promise<boolean>
-}
-
-export function memoryTicketLedger (): TicketLedger & { size: number, close (): void } {
-  const seen = new Map<string, number>()
-  const sweep = setInterval(() => {
-    const now = Date.now() / 1000
-    for (const [jti, exp] of seen) if (exp < now) seen.delete(jti)
-  }, 30_000)
-  sweep.unref()
-  return {
-    async consume (jti, exp) {
-      if (seen.has(jti)) return false
-      seen.set(jti, exp)
-      return true
-    },
-    get size () { return seen.size },
-    close () { clearInterval(sweep) }
-  }
-}
-
-/**
- * The ledger of every process in Redis: `SET NX` with the ticket's own expiry is
- * atomic, so one ticket opens one socket whichever processes it is shown to.
- * Fails closed: while Redis is unreachable a ticket is refused (503), never
- * accepted without the check.
- */
-export function redisTicketLedger (redis: RedisConnections): TicketLedger {
-  return {
-    async consume (jti, exp) {
-      const ttl = Math.max(1, Math.ceil(exp - Date.now() / 1000))
-      let result: string | null
-      try {
-        result = await redis.commands.set(`${redis.prefix}ticket:${jti}`, '1', 'EX', ttl, 'NX')
-      } catch (err) {
-        throw new DependencyUnavailableError('Redis', err)
-      }
-      return result === 'OK'
-    }
-  }
-}
 
 /** The `exp` claim of a token this service just signed. */
 function expiresAtSeconds (token: string): number {

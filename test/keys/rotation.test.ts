@@ -5,7 +5,7 @@ import { accessTokenFor, buildApp, createUser, TEST_SECRET } from '../helpers/ap
 import { freshDatabase, requireDatabaseUrl } from '../helpers/backends.js'
 import { createPostgresDriver } from '../../plugins/app/supabase/drivers/postgres.js'
 import { migrate } from '../../plugins/app/supabase/migrate.js'
-import { main } from '../../lib/cli/run.js'
+import { main } from '../../cli/run.js'
 
 const KEK = 'key-encryption-key-for-tests-0123456789abcdef'
 

@@ -1,6 +1,6 @@
 import t from 'tap'
 import pino from 'pino'
-import { AckWriter } from '../../plugins/app/hub/acks.js'
+import { AckWriter } from '../../plugins/app/websocket/acks.js'
 
 type Ack = { recipientId: string, id: string }
 

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { accessTokenFor, apiTokenFor, buildApp, createUser, freshPglite } from '../helpers/app.js'
 import { testBackends } from '../helpers/backends.js'
-import type { MessageBatch } from '../../plugins/app/hub.js'
+import type { MessageBatch } from '../../plugins/app/websocket/index.js'
 import type { User } from '../../schemas/users.js'
 
 /** A sender with an API token in a fresh organization. */

@@ -1,6 +1,6 @@
-import { ConfigError, loadConfig } from '../config.js'
-import { ApiError } from '../errors.js'
-import { DataDirLockedError } from '../data-dir-lock.js'
+import { ConfigError, loadConfig } from '../lib/config.js'
+import { ApiError } from '../lib/errors.js'
+import { DataDirLockedError } from '../lib/data-dir-lock.js'
 import { CliError, HELP, parseCommand, UsageError } from './args.js'
 
 export interface Io {

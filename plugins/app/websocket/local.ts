@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { WebSocket } from 'ws'
 import { WsClose } from '../../../schemas/ws.js'
 import type { StoredMessage } from '../../../schemas/messages.js'
-import type { MessageBatch } from '../hub.js'
+import type { MessageBatch } from './index.js'
 import { messageFrame, messageTail, readyFrame } from './frames.js'
 
 interface Held { seq: number, frame: string }

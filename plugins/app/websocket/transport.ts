@@ -1,4 +1,4 @@
-import type { MessageBatch } from '../hub.js'
+import type { MessageBatch } from './index.js'
 
 /**
  * What travels between processes: a stored send to deliver, or a user to

@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util'
-import type { UserInput } from '../../schemas/users.js'
-import { isId } from '../../schemas/common.js'
-import { parseIsoDate } from '../dates.js'
-import { API_SCOPES, isApiScope, type ApiScope } from '../../schemas/tokens.js'
+import type { UserInput } from '../schemas/users.js'
+import { isId } from '../schemas/common.js'
+import { parseIsoDate } from '../lib/dates.js'
+import { API_SCOPES, isApiScope, type ApiScope } from '../schemas/tokens.js'
 
 /** Bad arguments: the CLI prints one line and exits with 2. */
 export class UsageError extends Error {}

@@ -2,10 +2,10 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type { WebSocket } from 'ws'
 import { Counter, Gauge } from 'prom-client'
-import { LocalHub } from './hub/local.js'
-import { memoryTransport, type Transport } from './hub/transport.js'
-import { redisTransport } from './hub/redis-transport.js'
-import { AckWriter } from './hub/acks.js'
+import { LocalHub } from './local.js'
+import { memoryTransport, type Transport } from './transport.js'
+import { redisTransport } from './redis-transport.js'
+import { AckWriter } from './acks.js'
 
 /** One accepted send, as the messaging plugin hands it to delivery. */
 export interface MessageBatch {

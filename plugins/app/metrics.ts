@@ -49,7 +49,8 @@ export default fp(async function metrics (fastify: FastifyInstance) {
 
   if (fastify.config.METRICS === 'off') return
   const token = fastify.config.METRICS_TOKEN === undefined ? null : digest(fastify.config.METRICS_TOKEN)
-  fastify.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
+  // Scraped every few seconds: not logged per request, as the probes.
+  fastify.get('/metrics', { schema: { hide: true }, logLevel: 'warn' }, async (request, reply) => {
     if (token !== null && !hasBearer(request, token)) throw unauthorized()
     reply.type(registry.contentType)
     return await registry.metrics()

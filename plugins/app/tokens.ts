@@ -5,7 +5,7 @@ import type { JWT } from '@fastify/jwt'
 import { unauthorized } from '../../lib/errors.js'
 import { memoryTicketLedger, redisTicketLedger, type TicketLedger } from './websocket/ticket-ledger.js'
 import { createSigner, createVerifier } from 'fast-jwt'
-import { ISSUER, REQUIRED_CLAIMS, TOKEN_KINDS, type TokenKind } from '../external/jwt.js'
+import { ISSUER, REQUIRED_CLAIMS, TOKEN_KINDS, VERIFIER_CACHE, type TokenKind } from '../external/jwt.js'
 import type { KeyRing } from './keys.js'
 import type { User } from '../../schemas/users.js'
 
@@ -100,7 +100,8 @@ export class TokenService {
         algorithms: ['ES256'],
         allowedIss: ISSUER,
         allowedAud: TOKEN_KINDS[kind],
-        requiredClaims: REQUIRED_CLAIMS[kind]
+        requiredClaims: REQUIRED_CLAIMS[kind],
+        ...VERIFIER_CACHE
       })
       this.verifiers.set(id, verify)
     }

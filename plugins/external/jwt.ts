@@ -30,13 +30,22 @@ export const REQUIRED_CLAIMS: Record<TokenKind, string[]> = {
   api: ['sub', 'aud', 'iss', 'jti']
 }
 
+/**
+ * Verified tokens are remembered (fast-jwt's verifier cache, until their `exp` and
+ * for 10 minutes at most), keyed by a SHA-256 of the whole token, so a client
+ * presenting the same token request after request pays the signature check and
+ * claim parsing once. Revocation is not the verifier's concern: the caller's record
+ * is checked after it (auth.ts).
+ */
+export const VERIFIER_CACHE = { cache: 5000 }
+
 export default fp(async function jwt (fastify: FastifyInstance) {
   for (const [kind, audience] of Object.entries(TOKEN_KINDS) as Array<[TokenKind, string]>) {
     await fastify.register(fastifyJwt, {
       namespace: kind,
       secret: fastify.config.JWT_SECRET,
       sign: { algorithm: 'HS256', iss: ISSUER, aud: audience },
-      verify: { algorithms: ['HS256'], allowedIss: ISSUER, allowedAud: audience, requiredClaims: REQUIRED_CLAIMS[kind] },
+      verify: { algorithms: ['HS256'], allowedIss: ISSUER, allowedAud: audience, requiredClaims: REQUIRED_CLAIMS[kind], ...VERIFIER_CACHE },
       // Tokens are read by the auth plugin, never from a decorator that guesses the source.
       decode: { complete: false }
     })

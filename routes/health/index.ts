@@ -9,18 +9,24 @@ const ReadySchema = Type.Object({
   checks: Type.Record(Type.String(), Type.Literal('ok'))
 }, { title: 'Ready', description: 'Every dependency answers and the process is not draining' })
 
-/** Liveness and readiness, for load balancers and orchestrators. */
+/**
+ * Liveness and readiness, for load balancers and orchestrators. Probes come every
+ * few seconds from every balancer: they are not logged per request (a failing
+ * /ready still is, at error level, by the error handler).
+ */
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   let draining = false
   fastify.addHook('preClose', async () => { draining = true })
 
   fastify.get('/health', {
     config: { rateLimit: false },
+    logLevel: 'warn',
     schema: { tags: ['health'], summary: 'The process is alive', response: { 200: HealthSchema } }
   }, async () => ({ status: 'ok' as const }))
 
   fastify.get('/ready', {
     config: { rateLimit: false },
+    logLevel: 'warn',
     schema: {
       tags: ['health'],
       summary: 'The store (and Redis, when configured) answer and the process is not draining',

@@ -206,6 +206,32 @@ t.test('two gatehouse processes on one Postgres and one Redis', async t => {
     await Peer.ready(t, wsUrl(a.url, ticketDuringOutage))
   })
 
+  t.test('a user removed while Redis is down loses their sockets on every process once it returns; others keep theirs', async t => {
+    const victim = await createUser(seeder, { clerk_id: `clerk_gone_${randomUUID()}` })
+    const [survivor, sender] = [await createUser(seeder), await createUser(seeder)]
+    const { token } = await apiToken(sender)
+    const victimOnA = await Peer.ready(t, wsUrl(a.url, await ticket(a.url, victim)))
+    const victimOnB = await Peer.ready(t, wsUrl(b.url, await ticket(b.url, victim)))
+    const survivorOnB = await Peer.ready(t, wsUrl(b.url, await ticket(b.url, survivor)))
+
+    await redis.kill()
+    const deleted = await clerkDelivery(a.url, { object: 'event', type: 'user.deleted', data: { id: victim.clerkId, object: 'user', deleted: true } })
+    t.equal(deleted.status, 200, 'the removal is stored while Redis is down')
+    // The close could not travel: without a re-check on reconnection these sockets would stay open for good.
+    await new Promise(resolve => setTimeout(resolve, 300))
+    t.equal(victimOnB.ws.readyState, victimOnB.ws.OPEN, 'the notice was lost with Redis')
+
+    await redis.start()
+    for (const [name, socket] of [['accepting process', victimOnA], ['other process', victimOnB]] as const) {
+      const { closed } = await socket.untilClosed()
+      t.same(closed, { code: WsClose.REVOKED, reason: 'user removed' }, `closed with 4003 on the ${name}`)
+    }
+    for (const p of processes) await eventually('ready again', async () => (await call(p.url, 'GET', '/ready')).status === 200)
+    t.equal(survivorOnB.ws.readyState, survivorOnB.ws.OPEN, 'a user still present keeps the socket')
+    const res = await sendPrivate(a.url, token, survivor.id, 'still here')
+    t.match(await survivorOnB.next(), { type: 'message', id: res.body.messages[0].id }, 'and still receives')
+  })
+
   t.test('SIGTERM of one process: its sockets get 1001, reconnect to the other, nothing is lost', async t => {
     const [sender, recipient] = [await createUser(seeder), await createUser(seeder)]
     const { token } = await apiToken(sender)

@@ -114,6 +114,8 @@ for (const backend of testBackends()) {
       t.same(await store.inbox(doomed.id, null, 10), [])
       t.equal((await store.inbox(other.id, null, 10)).length, 1, 'other recipients keep the message')
 
+      t.same(await store.usersPresent([doomed.id, other.id, 'nobody']), [other.id], 'only users still stored are present')
+      t.same(await store.usersPresent([]), [])
       t.same(await store.deleteUser({ id: other.id }), [other.id])
       t.same(await store.deleteUser({ id: other.id }), [], 'deleting again deletes nothing')
       t.same(await store.deleteUser({ clerkId: 'clerk_nobody' }), [])

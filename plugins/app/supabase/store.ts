@@ -67,6 +67,8 @@ export class Store {
 
   // Users
   getUser (id: string) { return this.call<User | null>('gatehouse_user_get', { p_id: id }) }
+  /** Which of these ids still name a user (one query, whatever their number). */
+  usersPresent (ids: string[]) { return this.call<string[]>('gatehouse_users_present', { p_ids: ids }) }
   getUserByClerkId (clerkId: string) { return this.call<User | null>('gatehouse_user_by_clerk_id', { p_clerk_id: clerkId }) }
   /** Users matching every given criterion (e-mail case-insensitively), oldest first, at most 100. */
   findUsers (by: { clerkId?: string, email?: string }) {

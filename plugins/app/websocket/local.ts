@@ -37,7 +37,10 @@ class Connection {
 }
 
 export interface LocalHubOptions {
-  store: { pendingMessages (userId: string, afterSeq: number, limit: number): Promise<StoredMessage[]> }
+  store: {
+    pendingMessages (userId: string, afterSeq: number, limit: number): Promise<StoredMessage[]>
+    usersPresent (ids: string[]): Promise<string[]>
+  }
   log: FastifyBaseLogger
   sendBufferBytes: number
   heartbeatMs: number
@@ -45,6 +48,8 @@ export interface LocalHubOptions {
   pageSize?: number
   /** Live messages a replaying socket holds before it falls back to another replay pass. */
   heldMax?: number
+  /** Users checked per store query when a resync re-validates the sockets. */
+  checkBatch?: number
 }
 
 const bySeq = (a: Held, b: Held) => a.seq - b.seq
@@ -66,6 +71,7 @@ export class LocalHub {
   private readonly heartbeatMs: number
   private readonly pageSize: number
   private readonly heldMax: number
+  private readonly checkBatch: number
   private readonly timer: NodeJS.Timeout
   private lastPing = Date.now()
   private sockets = 0
@@ -79,6 +85,7 @@ export class LocalHub {
     this.heartbeatMs = options.heartbeatMs
     this.pageSize = options.pageSize ?? 500
     this.heldMax = options.heldMax ?? 100
+    this.checkBatch = options.checkBatch ?? 1000
     this.timer = setInterval(() => this.tick(), Math.min(this.heartbeatMs, 1000))
     this.timer.unref()
   }
@@ -131,8 +138,11 @@ export class LocalHub {
    * Live events may have been missed (the subscription was lost): every socket
    * reads its unacknowledged messages from the store again, skipping those it
    * was just sent, while new live ones wait behind the replay as on connect.
+   * Missed too may be the closing of a removed user's sockets: every user holding
+   * one here is checked against the store again.
    */
   resync (): void {
+    this.revalidate().catch(err => this.log.error({ err }, 'socket re-validation failed'))
     for (const conns of this.users.values()) {
       for (const conn of conns) {
         if (conn.replay !== null) {
@@ -142,6 +152,30 @@ export class LocalHub {
         }
         conn.replay = { held: [], rescanFrom: null }
         this.startReplay(conn)
+      }
+    }
+  }
+
+  /**
+   * Closes with 4003 the sockets of users the store no longer has, one query per
+   * batch of users. A batch the store cannot answer has its sockets closed with
+   * 1013: their clients reconnect and are authenticated afresh, rather than a
+   * removed user keeping a socket for as long as the store is down.
+   */
+  async revalidate (): Promise<void> {
+    const userIds = [...this.users.keys()]
+    for (let start = 0; start < userIds.length; start += this.checkBatch) {
+      const batch = userIds.slice(start, start + this.checkBatch)
+      let present: Set<string>
+      try {
+        present = new Set(await this.store.usersPresent(batch))
+      } catch (err) {
+        this.log.warn({ err, users: batch.length }, 'users could not be re-checked after a resync; closing their sockets')
+        for (const userId of batch) this.disconnect(userId, WsClose.TRY_AGAIN_LATER, 'store unavailable')
+        continue
+      }
+      for (const userId of batch) {
+        if (!present.has(userId)) this.disconnect(userId, WsClose.REVOKED, 'user removed')
       }
     }
   }

@@ -101,6 +101,17 @@ t.test('logs never contain a token: not from Authorization, cookies, nor ?token=
   }
 })
 
+t.test('probes and metrics are not logged per request at the default level; other requests are', async t => {
+  const lines: string[] = []
+  const stream = new Writable({ write (chunk, _encoding, callback) { lines.push(chunk.toString()); callback() } })
+  const app = await buildApp(t, { server: { logger: { ...(loggerOptions('info') as object), stream } } })
+  for (const url of ['/health', '/ready', '/metrics']) t.equal((await app.inject(url)).statusCode, 200, url)
+  t.same(lines.filter(line => /"url":"\/(health|ready|metrics)"/.test(line)), [], 'no line for a probe')
+
+  await app.inject('/nope')
+  t.ok(lines.some(line => line.includes('"url":"/nope"') && line.includes('incoming request')), 'an ordinary request is logged')
+})
+
 t.test('CORS lets only the configured origins call with credentials', async t => {
   const app = await buildApp(t, { env: { CORS_ORIGINS: 'https://dashboard.example.com' } })
   const preflight = (origin: string) => app.inject({

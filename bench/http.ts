@@ -7,7 +7,9 @@
  * The app logs as a deployment does (LOG_LEVEL, default info, with redaction),
  * into /dev/null so the output stays readable; the bare route logs nothing.
  * Reports requests/second medians and each route's ratio to the bare route, so
- * the figure means something on a shared, noisy machine.
+ * the figure means something on a shared, noisy machine; and the same ratio by
+ * CPU time per request, which the other work on a shared machine hardly moves
+ * (the store's own CPU, in Postgres, is not counted).
  */
 import { parseArgs } from 'node:util'
 import { mkdtempSync } from 'node:fs'
@@ -35,10 +37,20 @@ const connections = Number(values.connections)
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
-async function measure (url: string, headers: Record<string, string> = {}): Promise<number> {
+interface Sample { rps: number, cpuPerRequest: number }
+
+/**
+ * Requests/second, and this process's CPU time per request (server and load
+ * generator alike, µs). On a machine shared with other work throughput follows
+ * the load of the moment; CPU time per request hardly does, and the ratio of two
+ * of them is the throughput ratio the routes would have on a core of their own.
+ */
+async function measure (url: string, headers: Record<string, string> = {}): Promise<Sample> {
+  const before = process.cpuUsage()
   const result = await autocannon({ url, headers, duration, connections })
+  const used = process.cpuUsage(before)
   if (result.non2xx > 0 || result.errors > 0) throw new Error(`${url}: ${result.non2xx} non-2xx, ${result.errors} errors`)
-  return result.requests.average
+  return { rps: result.requests.average, cpuPerRequest: (used.user + used.system) / result.requests.total }
 }
 
 const bare = Fastify({ logger: false })
@@ -74,18 +86,20 @@ const allRoutes: Array<[string, string, Record<string, string>]> = [
 const routes = allRoutes.filter(([name]) => name.includes(values.only))
 
 console.log(`backend=${server.store.backend} LOG_LEVEL=${config.LOG_LEVEL} AUTH_CACHE_TTL_MS=${config.AUTH_CACHE_TTL_MS} duration=${duration}s connections=${connections} runs=${runs}`)
-const samples: Record<string, number[]> = { bare: [] }
+const samples: Record<string, Sample[]> = { bare: [] }
 for (const [name] of routes) samples[name] = []
 for (let run = 0; run < runs; run++) {
   // Interleave so drift on a shared machine hits every route alike.
   samples.bare.push(await measure(bareUrl))
   for (const [name, url, headers] of routes) samples[name].push(await measure(url, headers))
 }
-const bareMedian = median(samples.bare)
-console.log(`bare Fastify route: ${Math.round(bareMedian)} req/s (median)`)
+const bareRps = median(samples.bare.map(s => s.rps))
+const bareCpu = median(samples.bare.map(s => s.cpuPerRequest))
+console.log(`bare Fastify route: ${Math.round(bareRps)} req/s, ${bareCpu.toFixed(0)} µs CPU/request (medians)`)
 for (const [name] of routes) {
-  const m = median(samples[name])
-  console.log(`${name}: ${Math.round(m)} req/s (median), ${(m / bareMedian).toFixed(2)}x bare`)
+  const rps = median(samples[name].map(s => s.rps))
+  const cpu = median(samples[name].map(s => s.cpuPerRequest))
+  console.log(`${name}: ${Math.round(rps)} req/s, ${(rps / bareRps).toFixed(2)}x bare; ${cpu.toFixed(0)} µs CPU/request, ${(bareCpu / cpu).toFixed(2)}x bare by CPU (this process only)`)
 }
 await server.close()
 await bare.close()

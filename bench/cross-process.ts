@@ -118,7 +118,7 @@ function send (base: string, recipientId: string, content: string): Promise<numb
 }
 
 type Where = 'one' | 'same' | 'cross'
-interface Phase { achieved: number, failed: number, lost: Record<string, number>, latency: Record<string, { p50: number, p99: number }>, cpu: Record<string, number>, machine: number }
+interface Phase { achieved: number, failed: number, answer: { p50: number, p99: number }, lost: Record<string, number>, latency: Record<string, { p50: number, p99: number }>, cpu: Record<string, number>, machine: number }
 
 const pct = (xs: number[], p: number) => xs.length === 0 ? NaN : [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor(xs.length * p))]
 
@@ -150,6 +150,7 @@ async function phase (rate: number, target: Server, sockets: Array<[Where, Serve
   let sent = 0
   let done = 0
   let failed = 0
+  const answered: number[] = []
   const began = performance.now()
   let finished!: () => void
   const allDone = new Promise<void>(resolve => { finished = resolve })
@@ -161,7 +162,9 @@ async function phase (rate: number, target: Server, sockets: Array<[Where, Serve
       for (; sent < due; sent++) {
         const content = `m${sent}`
         sentAt.set(content, performance.now())
+        const at = performance.now()
         send(target.url, recipient.id, content).then(status => {
+          answered.push(performance.now() - at)
           if (status !== 200) failed++
           complete()
         })
@@ -187,6 +190,7 @@ async function phase (rate: number, target: Server, sockets: Array<[Where, Serve
   return {
     achieved: total / elapsed,
     failed,
+    answer: { p50: pct(answered, 0.5), p99: pct(answered, 0.99) },
     lost: Object.fromEntries(Object.entries(latencies).map(([where, xs]) => [where, expected - xs.length])),
     latency: Object.fromEntries(Object.entries(latencies).map(([where, xs]) => [where, { p50: pct(xs, 0.5), p99: pct(xs, 0.99) }])),
     cpu,
@@ -221,6 +225,9 @@ for (const rate of RATES) {
       `; machine ${median(rounds.map(r => pick(r).machine)).toFixed(2)} of 2 cores busy`
   }
   console.log(`rate ${rate}/s: achieved ${median(rounds.map(r => r.one.achieved)).toFixed(0)}/s one process, ${median(rounds.map(r => r.two.achieved)).toFixed(0)}/s two; failed sends ${rounds.reduce((n, r) => n + r.one.failed + r.two.failed, 0)}`)
+  for (const [label, pick] of [['one process', (r: { one: Phase, two: Phase }) => r.one], ['two processes', (r: { one: Phase, two: Phase }) => r.two]] as const) {
+    console.log(`  send answered (${label}): p50 ${ms(median(rounds.map(r => pick(r).answer.p50)))}, p99 ${ms(median(rounds.map(r => pick(r).answer.p99)))}`)
+  }
   line('one process, socket on it          ', r => r.one, 'one')
   line('two processes, socket on the sender', r => r.two, 'same')
   line('two processes, socket on the other ', r => r.two, 'cross')

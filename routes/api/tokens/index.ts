@@ -64,7 +64,11 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       jti: claims.jti,
       iss: (claims as { iss?: string }).iss,
       aud: (claims as { aud?: string }).aud,
-      token_type: 'api'
+      token_type: 'api',
+      // Limits as RFC 7662 allows extensions; the quota read now, not from a cache.
+      sends_per_minute: record.token.sendsPerMinute,
+      send_quota: record.token.sendQuota,
+      send_quota_remaining: record.token.sendQuotaRemaining
     }
   })
 }

@@ -108,8 +108,8 @@ export const IntrospectResponseSchema = Type.Object({
   iss: Type.Optional(Type.String()),
   aud: Type.Optional(Type.String()),
   token_type: Type.Optional(Type.Literal('api')),
-  sends_per_minute: Type.Optional(Nullable(Type.Integer({ description: 'The per-minute send limit; null: none' }))),
-  send_quota: Type.Optional(Nullable(Type.Integer({ description: 'The total send quota; null: none' }))),
-  send_quota_remaining: Type.Optional(Nullable(Type.Integer({ description: 'What is left of the send quota; null: no quota' })))
+  sends_per_minute: Type.Optional(Type.Integer({ description: 'The per-minute send limit; absent: none' })),
+  send_quota: Type.Optional(Type.Integer({ description: 'The total send quota; absent: none' })),
+  send_quota_remaining: Type.Optional(Type.Integer({ description: 'What is left of the send quota; absent: no quota' }))
 }, { title: 'IntrospectResponse', description: 'RFC 7662 token introspection response' })
 export type IntrospectResponse = Static<typeof IntrospectResponseSchema>

@@ -1,6 +1,9 @@
+import postgres from 'postgres'
 import t from 'tap'
 import { accessTokenFor, buildApp, createUser } from '../helpers/app.js'
-import { testBackends, type TestBackend } from '../helpers/backends.js'
+import { freshDatabase, requireDatabaseUrl, testBackends, type TestBackend } from '../helpers/backends.js'
+import { createPostgresDriver } from '../../plugins/app/supabase/drivers/postgres.js'
+import { migrate } from '../../plugins/app/supabase/migrate.js'
 
 const url = '/api/admin/tokens'
 
@@ -41,7 +44,9 @@ for (const backend of testBackends()) {
       t.equal(plain.sendsPerMinute, null)
       t.equal(plain.sendQuota, null)
       t.match(await listed(plain.tokenId), { sendsPerMinute: null, sendQuota: null, sendQuotaRemaining: null })
-      t.match(await introspect(plain.token), { active: true, sends_per_minute: null, send_quota: null, send_quota_remaining: null })
+      const plainIntrospected = await introspect(plain.token)
+      t.equal(plainIntrospected.active, true)
+      for (const field of ['sends_per_minute', 'send_quota', 'send_quota_remaining']) t.notOk(field in plainIntrospected, `no ${field} without limits`)
     })
 
     t.test('one accepted send request costs one unit whatever its recipients; a spent quota refuses with 429 QUOTA_EXHAUSTED and sends nothing', async t => {
@@ -153,4 +158,39 @@ t.test('bad limits are a 400 that mints nothing', async t => {
   }
   const tokens = (await app.inject({ method: 'GET', url: `${url}?userId=${user.id}`, headers: adminAuth })).json().tokens
   t.same(tokens, [], 'nothing was minted')
+})
+
+t.test('a send that fails in the store (cancelled at its timeout) takes no quota', { skip: process.env.CI || process.env.TEST_DATABASE_URL ? false : 'TEST_DATABASE_URL is not set' }, async t => {
+  const STORE_TIMEOUT_MS = 500
+  const database = await freshDatabase(t, requireDatabaseUrl())
+  const driver = createPostgresDriver(database, { timeoutMs: STORE_TIMEOUT_MS, max: 4 })
+  await migrate(driver.sql)
+  const app = await buildApp(t, { driver, env: { STORE_TIMEOUT_MS: String(STORE_TIMEOUT_MS) } })
+  const admin = await createUser(app, { role: 'admin' })
+  const sender = await createUser(app)
+  const adminAuth = { authorization: `Bearer ${accessTokenFor(app, admin)}` }
+  const { token, tokenId } = (await app.inject({ method: 'POST', url, headers: adminAuth, payload: { userId: sender.id, sendQuota: 2 } })).json()
+  const remaining = async () => (await app.inject({ method: 'GET', url: `${url}?userId=${sender.id}`, headers: adminAuth }))
+    .json().tokens.find((r: { id: string }) => r.id === tokenId).sendQuotaRemaining
+  const send = () => app.inject({ method: 'POST', url: '/api/messages/send-private', headers: { authorization: `Bearer ${token}` }, payload: { recipientId: sender.id, content: 'hi' } })
+
+  // Another connection locks the table a send writes after taking its unit, so the send waits past the timeout.
+  const locker = postgres(database, { max: 1, onnotice: () => {} })
+  t.after(() => locker.end({ timeout: 5 }))
+  let unlock!: () => void
+  let locked!: () => void
+  const isLocked = new Promise<void>(resolve => { locked = resolve })
+  const held = locker.begin(async tx => {
+    await tx`lock table message_bodies in exclusive mode`
+    locked()
+    await new Promise<void>(resolve => { unlock = resolve })
+  })
+  await isLocked
+  t.equal((await send()).statusCode, 503)
+  unlock()
+  await held
+  t.equal(await remaining(), 2, 'the cancelled send gave its unit back')
+  t.equal((await send()).statusCode, 200)
+  t.equal((await send()).statusCode, 200)
+  t.equal((await send()).statusCode, 429, 'and the quota still holds exactly')
 })

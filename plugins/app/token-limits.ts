@@ -23,15 +23,17 @@ const WINDOW_MS = 60_000
 export default fp(async function tokenLimits (fastify: FastifyInstance) {
   const check = fastify.createRateLimit({
     timeWindow: WINDOW_MS,
-    // Keys apart from the per-address budget's, which are IP addresses.
-    keyGenerator: (request: FastifyRequest) => `token-sends:${request.caller?.tokenId ?? ''}`,
-    max: (request: FastifyRequest) => request.caller?.sendsPerMinute ?? 0
+    // Only called for callers with a token and a limit (below). Keys apart from the
+    // per-address budget's, which are IP addresses.
+    keyGenerator: (request: FastifyRequest) => `token-sends:${request.caller!.tokenId!}`,
+    max: (request: FastifyRequest) => request.caller!.sendsPerMinute!
   })
 
   fastify.decorate('limitSends', async function limitSends (request: FastifyRequest, reply) {
     const perMinute = request.caller?.sendsPerMinute
     if (!perMinute || !request.caller?.tokenId) return
     const limit = await check(request)
+    // isAllowed means "on the allow list", which this limiter has none of.
     if (limit.isAllowed) return
     reply.header('x-send-ratelimit-limit', limit.max)
     reply.header('x-send-ratelimit-remaining', limit.remaining)

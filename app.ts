@@ -18,6 +18,7 @@ import supabase from './plugins/app/supabase/index.js'
 import tokens from './plugins/app/tokens.js'
 import keys from './plugins/app/keys.js'
 import auth from './plugins/app/auth.js'
+import tokenLimits from './plugins/app/token-limits.js'
 import scopes from './plugins/app/scopes.js'
 import clerk from './plugins/app/clerk.js'
 import metrics from './plugins/app/metrics.js'
@@ -82,6 +83,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(keys)
   await fastify.register(auth)
   await fastify.register(scopes)
+  await fastify.register(tokenLimits)
   await fastify.register(clerk)
   await fastify.register(hub)
   await fastify.register(messaging)

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util'
 import type { UserInput } from '../schemas/users.js'
 import { isId } from '../schemas/common.js'
 import { parseIsoDate } from '../lib/dates.js'
-import { API_SCOPES, isApiScope, type ApiScope } from '../schemas/tokens.js'
+import { API_SCOPES, isApiScope, MAX_SEND_LIMIT, type ApiScope } from '../schemas/tokens.js'
 
 /** Bad arguments: the CLI prints one line and exits with 2. */
 export class UsageError extends Error {}
@@ -16,7 +16,7 @@ export type Command =
   | { name: 'users add', user: UserInput & { id: string } }
   | { name: 'users list' }
   | { name: 'users delete', userId: string }
-  | { name: 'tokens mint', userId: string, expiresAt: Date | null, label: string | null, scopes: ApiScope[] | null }
+  | { name: 'tokens mint', userId: string, expiresAt: Date | null, label: string | null, scopes: ApiScope[] | null, sendsPerMinute: number | null, sendQuota: number | null }
   | { name: 'tokens access', userId: string }
   | { name: 'tokens revoke', tokenId: string }
   | { name: 'tokens list', userId: string | null }
@@ -44,7 +44,7 @@ const COMMANDS: Record<Exclude<Command['name'], 'help'>, { options: Options, pos
   },
   'users list': { options: {}, positionals: [] },
   'users delete': { options: {}, positionals: ['userId'] },
-  'tokens mint': { options: { user: { type: 'string' }, expires: { type: 'string' }, name: { type: 'string' }, scopes: { type: 'string' } }, positionals: [] },
+  'tokens mint': { options: { user: { type: 'string' }, expires: { type: 'string' }, name: { type: 'string' }, scopes: { type: 'string' }, 'sends-per-minute': { type: 'string' }, 'send-quota': { type: 'string' } }, positionals: [] },
   'tokens access': { options: { user: { type: 'string' } }, positionals: [] },
   'tokens revoke': { options: {}, positionals: ['tokenId'] },
   'tokens list': { options: { user: { type: 'string' } }, positionals: [] },
@@ -135,7 +135,24 @@ export function parseCommand (argv: string[]): Command {
         if (unknown.length > 0) throw new UsageError(`${name}: unknown scope "${unknown[0]}" (scopes: ${API_SCOPES.join(', ')})`)
         scopes = named as ApiScope[]
       }
-      return { name, userId: id('user', true) as string, expiresAt, label: text('name') ?? null, scopes }
+      /** A whole number from 1 to MAX_SEND_LIMIT, as the HTTP route takes it. */
+      const limit = (option: string): number | null => {
+        const value = text(option, { max: 20 })
+        if (value === undefined) return null
+        if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > MAX_SEND_LIMIT) {
+          throw new UsageError(`${name}: --${option} must be a whole number from 1 to ${MAX_SEND_LIMIT}`)
+        }
+        return Number(value)
+      }
+      return {
+        name,
+        userId: id('user', true) as string,
+        expiresAt,
+        label: text('name') ?? null,
+        scopes,
+        sendsPerMinute: limit('sends-per-minute'),
+        sendQuota: limit('send-quota')
+      }
     }
     case 'tokens access': return { name, userId: id('user', true) as string }
     case 'users delete': {
@@ -182,11 +199,15 @@ Usage: npm run -s cli -- <command> [options]
       it, sockets of a server running elsewhere stay open until they reconnect).
 
   tokens mint --user <user id> [--expires <ISO-8601 date>] [--name <label>] [--scopes <a,b,...>]
+              [--sends-per-minute <n>] [--send-quota <n>]
       Mints an API token for the user and prints only the token, so that
       TOKEN=$(npm run -s cli -- tokens mint --user admin) works. Without
       --expires the token never expires; revoke it when it is no longer needed.
       Without --scopes the token may do whatever the user may; with them, only
       that (${API_SCOPES.join(', ')}).
+      --sends-per-minute limits the token's send requests a minute (on every
+      process together with REDIS_URL); --send-quota is how many send requests it
+      may ever make (one per accepted request, whatever its recipients).
 
   tokens access --user <user id>
       Prints an access token for the user, as POST /api/dashboard-token/generate

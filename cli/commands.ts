@@ -72,7 +72,9 @@ export async function execute (command: Exclude<Command, { name: 'help' }>, conf
           createdBy: null,
           name: command.label,
           expiresAt: command.expiresAt?.toISOString() ?? null,
-          scopes: command.scopes
+          scopes: command.scopes,
+          sendsPerMinute: command.sendsPerMinute,
+          sendQuota: command.sendQuota
         })
         if (!created) throw new CliError(`user not found: ${command.userId}`)
         io.out(await withTokens(config, store, tokens => tokens.issueApi(tokenId, command.userId, command.expiresAt)) + '\n')

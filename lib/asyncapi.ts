@@ -32,7 +32,7 @@ export function asyncApiDocument (version: string) {
     messages: [{ $ref: `#/channels/socket/messages/${name}` }]
   })
   return {
-    asyncapi: '3.0.0',
+    asyncapi: '3.1.0',
     info: {
       title: 'gatehouse WebSocket',
       version,

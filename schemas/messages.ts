@@ -20,6 +20,9 @@ export interface SendResult {
   messages: Array<{ id: string, recipientId: string, seq: number }>
   createdAt: string
   replayed: boolean
+  /** For a token with a send quota: the quota, and what is left of it after this send. */
+  sendQuota?: number
+  sendQuotaRemaining?: number
 }
 
 export interface SendInput {
@@ -31,12 +34,15 @@ export interface SendInput {
   templateId: string | null
   idempotencyKey: string | null
   requestHash: string | null
+  /** The sending API token: its send quota, if it has one, pays for the send. */
+  tokenId?: string | null
 }
 
 export type SendOutcome =
   | { ok: true, result: SendResult }
   | { ok: false, error: 'invalid_recipients', ids: string[] }
   | { ok: false, error: 'idempotency_mismatch' }
+  | { ok: false, error: 'quota_exhausted', sendQuota: number }
 
 // No maxItems: MAX_RECIPIENTS is enforced after parsing with a clear 413, and BODY_LIMIT bounds the list.
 export const RecipientIds = Type.Array(Id, { minItems: 1, description: 'User ids; duplicates are sent once' })

@@ -15,6 +15,9 @@ export const API_SCOPES = [
   'tokens:admin',
   'tokens:introspect'
 ] as const
+/** The largest per-minute limit or quota a token may carry (a Postgres integer holds it). */
+export const MAX_SEND_LIMIT = 1_000_000_000
+
 export type ApiScope = typeof API_SCOPES[number]
 export const ApiScopeSchema = Type.Union(API_SCOPES.map(scope => Type.Literal(scope)))
 export const isApiScope = (value: string): value is ApiScope => (API_SCOPES as readonly string[]).includes(value)
@@ -25,6 +28,9 @@ export const ApiTokenSchema = Type.Object({
   createdBy: Nullable(Type.String()),
   name: Nullable(Type.String()),
   scopes: Nullable(Type.Array(ApiScopeSchema, { description: 'What the token may do; null: whatever its owner may' })),
+  sendsPerMinute: Nullable(Type.Integer({ description: 'Send requests a minute the token may make; null: no limit of its own' })),
+  sendQuota: Nullable(Type.Integer({ description: 'Send requests the token may make in all; null: no quota' })),
+  sendQuotaRemaining: Nullable(Type.Integer({ description: 'What is left of the quota; null: no quota' })),
   expiresAt: NullableIsoDate,
   revokedAt: NullableIsoDate,
   lastUsedAt: NullableIsoDate,
@@ -54,8 +60,14 @@ export const CreateApiTokenBodySchema = Type.Object({
     uniqueItems: true,
     maxItems: API_SCOPES.length,
     description: 'Limit the token to these scopes; absent: the token may do whatever its owner may'
+  })),
+  sendsPerMinute: Type.Optional(Type.Union([Type.Null(), Type.Integer({ minimum: 1, maximum: MAX_SEND_LIMIT })], {
+    description: 'At most this many send requests a minute, shared by every process; null or absent: no limit of its own'
+  })),
+  sendQuota: Type.Optional(Type.Union([Type.Null(), Type.Integer({ minimum: 1, maximum: MAX_SEND_LIMIT })], {
+    description: 'At most this many accepted send requests in all (one per request, whatever its recipients); null or absent: no quota'
   }))
-}, { title: 'CreateApiTokenBody', description: 'Whom the token is for, when it expires, a label, and its scopes' })
+}, { title: 'CreateApiTokenBody', description: 'Whom the token is for, when it expires, a label, its scopes and its send limits' })
 export type CreateApiTokenBody = Static<typeof CreateApiTokenBodySchema>
 
 export const CreateApiTokenResponseSchema = Type.Object({
@@ -64,7 +76,9 @@ export const CreateApiTokenResponseSchema = Type.Object({
   name: Nullable(Type.String({ description: "The user's name" })),
   tokenId: Type.String(),
   expiresAt: NullableIsoDate,
-  scopes: Nullable(Type.Array(ApiScopeSchema))
+  scopes: Nullable(Type.Array(ApiScopeSchema)),
+  sendsPerMinute: Nullable(Type.Integer()),
+  sendQuota: Nullable(Type.Integer())
 }, { title: 'CreateApiTokenResponse', description: 'The API token (shown only here) and its record' })
 
 export const ListApiTokensQuerySchema = Type.Object({ userId: Type.Optional(Id) })
@@ -93,6 +107,9 @@ export const IntrospectResponseSchema = Type.Object({
   jti: Type.Optional(Type.String()),
   iss: Type.Optional(Type.String()),
   aud: Type.Optional(Type.String()),
-  token_type: Type.Optional(Type.Literal('api'))
+  token_type: Type.Optional(Type.Literal('api')),
+  sends_per_minute: Type.Optional(Type.Integer({ description: 'The per-minute send limit; absent: none' })),
+  send_quota: Type.Optional(Type.Integer({ description: 'The total send quota; absent: none' })),
+  send_quota_remaining: Type.Optional(Type.Integer({ description: 'What is left of the send quota; absent: no quota' }))
 }, { title: 'IntrospectResponse', description: 'RFC 7662 token introspection response' })
 export type IntrospectResponse = Static<typeof IntrospectResponseSchema>

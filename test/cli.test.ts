@@ -100,6 +100,11 @@ t.test('bad arguments are refused with a message naming the problem', async t =>
     [['tokens', 'mint', '--user', 'admin', '--expires', 'tomorrow'], /--expires must be an ISO-8601 date/],
     [['tokens', 'mint', '--user', 'admin', '--expires', '2001-01-01T00:00:00Z'], /--expires must be in the future/],
     [['tokens', 'mint', '--user', 'admin', '--scopes', 'inbox:read,inbox:delete'], /unknown scope "inbox:delete"/],
+    [['tokens', 'mint', '--user', 'admin', '--sends-per-minute', '0'], /--sends-per-minute must be a whole number from 1 to 1000000000/],
+    [['tokens', 'mint', '--user', 'admin', '--sends-per-minute', '2.5'], /--sends-per-minute must be a whole number/],
+    [['tokens', 'mint', '--user', 'admin', '--send-quota=-3'], /--send-quota must be a whole number/],
+    [['tokens', 'mint', '--user', 'admin', '--send-quota', 'lots'], /--send-quota must be a whole number/],
+    [['tokens', 'mint', '--user', 'admin', '--send-quota', '1000000001'], /--send-quota must be a whole number from 1 to 1000000000/],
     [['tokens', 'revoke'], /missing <tokenId>/],
     [['tokens', 'revoke', 'a', 'b'], /unexpected argument "b"/],
     [['tokens', 'revoke', 'a/b'], /"a\/b" is not a token id/]
@@ -110,7 +115,8 @@ t.test('bad arguments are refused with a message naming the problem', async t =>
   })
   t.same(parseCommand(['tokens', 'list']), { name: 'tokens list', userId: null })
   t.match(parseCommand(['tokens', 'mint', '--user', 'a', '--scopes', 'inbox:read, templates:read,inbox:read']), { scopes: ['inbox:read', 'templates:read'] })
-  t.match(parseCommand(['tokens', 'mint', '--user', 'a']), { scopes: null })
+  t.match(parseCommand(['tokens', 'mint', '--user', 'a']), { scopes: null, sendsPerMinute: null, sendQuota: null })
+  t.match(parseCommand(['tokens', 'mint', '--user', 'a', '--sends-per-minute', '60', '--send-quota', '1000']), { sendsPerMinute: 60, sendQuota: 1000 })
   t.same(parseCommand(['tokens', '--help']), { name: 'help' })
 
   // As a process: exit 2 and one line on stderr.
@@ -133,7 +139,7 @@ t.test('an operator bootstraps an admin on the embedded store', async t => {
   t.equal(added.code, 0, added.stderr)
   t.match(JSON.parse(added.stdout), { id: 'admin', email: 'ops@example.com', name: 'Ops', role: 'admin', organizationId: 'org_1', planType: 'pro', credits: 10 })
 
-  const scopedMint = await cli(env, 'tokens', 'mint', '--user', 'admin', '--name', 'reader', '--scopes', 'inbox:read')
+  const scopedMint = await cli(env, 'tokens', 'mint', '--user', 'admin', '--name', 'reader', '--scopes', 'inbox:read', '--sends-per-minute', '60', '--send-quota', '1000')
   t.equal(scopedMint.code, 0, scopedMint.stderr)
   const minted = await cli(env, 'tokens', 'mint', '--user', 'admin', '--name', 'bootstrap')
   t.equal(minted.code, 0, minted.stderr)
@@ -146,8 +152,8 @@ t.test('an operator bootstraps an admin on the embedded store', async t => {
   t.equal(listed.code, 0, listed.stderr)
   const records = JSON.parse(listed.stdout)
   t.match(records, [
-    { id: String, userId: 'admin', name: 'bootstrap', scopes: null, expiresAt: null, revokedAt: null, createdBy: null },
-    { name: 'reader', scopes: ['inbox:read'] }
+    { id: String, userId: 'admin', name: 'bootstrap', scopes: null, sendsPerMinute: null, sendQuota: null, sendQuotaRemaining: null, expiresAt: null, revokedAt: null, createdBy: null },
+    { name: 'reader', scopes: ['inbox:read'], sendsPerMinute: 60, sendQuota: 1000, sendQuotaRemaining: 1000 }
   ])
   t.notOk(listed.stdout.includes(token), 'the token string is never listed')
   t.notOk(listed.stdout.includes(token.split('.')[2]), 'nor its signature')

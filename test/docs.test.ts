@@ -1,6 +1,11 @@
 import { randomUUID } from 'node:crypto'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import SwaggerParser from '@apidevtools/swagger-parser'
+import openapiTS, { astToString } from 'openapi-typescript'
 import t from 'tap'
+import ts from 'typescript'
 import { accessTokenFor, apiTokenFor, buildApp, createUser } from './helpers/app.js'
 
 interface Operation {
@@ -36,6 +41,30 @@ t.test('the OpenAPI document', async t => {
     t.same(names.filter(name => /^def-\d+$/.test(name)), [], 'no generated def-N names')
     for (const name of ['Error', 'User', 'ApiToken', 'Template', 'ClerkUser', 'ClerkDeletedUser']) t.ok(names.includes(name), name)
     for (const [name, schema] of Object.entries(doc.components.schemas)) t.equal(schema.title, name, `${name} has its title`)
+  })
+
+  t.test('generates clean types with openapi-typescript: every schema by its name, and they compile', async t => {
+    const types = astToString(await openapiTS(structuredClone(doc) as never))
+    const names = Object.keys(doc.components.schemas)
+    t.notMatch(types, /def-\d+/, 'no generated def-N names')
+    for (const name of names) t.match(types, new RegExp(`^\\s+${name}: \\{`, 'm'), `components.schemas.${name}`)
+
+    // A client's use of the generated types, compiled strictly.
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-openapi-types-'))
+    t.after(() => rmSync(dir, { recursive: true, force: true }))
+    writeFileSync(join(dir, 'api.d.ts'), types)
+    writeFileSync(join(dir, 'use.ts'), [
+      "import type { components, paths } from './api.js'",
+      ...names.map((name, i) => `export type S${i} = components['schemas']['${name}']`),
+      "export const body: paths['/api/messages/send-bulk']['post']['requestBody']['content']['application/json'] = { recipientIds: ['a'], content: 'hi' }",
+      "export const error: components['schemas']['Error'] = { success: false, statusCode: 429, status: 429, code: 'QUOTA_EXHAUSTED', error: 'e', message: 'e' }",
+      "export const limit: components['schemas']['ApiToken']['sendQuotaRemaining'] = 3"
+    ].join('\n'))
+    const program = ts.createProgram([join(dir, 'use.ts')], {
+      strict: true, noEmit: true, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, target: ts.ScriptTarget.ES2022, types: []
+    })
+    const diagnostics = ts.getPreEmitDiagnostics(program).map(d => ts.flattenDiagnosticMessageText(d.messageText, '\n'))
+    t.same(diagnostics, [], 'the generated types compile')
   })
 
   t.test('describes every response status', async t => {

@@ -75,4 +75,5 @@ t.test('the README walkthroughs work verbatim from a fresh copy', async t => {
   ], 'the socket printed what the README says')
   t.match(shown, /\{"success":true,"acked":1\}/, 'the inbox walkthrough acknowledged a message')
   t.match(shown, /"users":\[\{"id":"64ff01"/, 'the admin found Dev User by e-mail')
+  t.match(shown, /"sendsPerMinute":60,"sendQuota":10000\}/, 'the admin minted a token with send limits')
 })

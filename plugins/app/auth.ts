@@ -15,6 +15,8 @@ export interface Caller {
   tokenId?: string
   /** The API token's scopes; null: whatever the user may (every access token, unscoped API tokens). */
   scopes?: readonly ApiScope[] | null
+  /** The API token's own limit of send requests a minute; null or absent: none. */
+  sendsPerMinute?: number | null
   /** Seconds since epoch when the credential stops being valid, if it does. */
   expiresAt?: number
 }
@@ -81,7 +83,7 @@ export default fp(async function auth (fastify: FastifyInstance) {
       const record = jti ? await cache.apiToken(jti, () => store.authenticateApiToken(jti)) : null
       if (!record?.user || record.token.revokedAt !== null) throw unauthorized(message)
       if (record.token.expiresAt !== null && Date.parse(record.token.expiresAt) <= Date.now()) throw unauthorized(message)
-      return { user: record.user, kind, tokenId: jti, scopes: record.token.scopes, expiresAt: claims.exp }
+      return { user: record.user, kind, tokenId: jti, scopes: record.token.scopes, sendsPerMinute: record.token.sendsPerMinute, expiresAt: claims.exp }
     }
     throw unauthorized(message)
   }

@@ -78,6 +78,11 @@ export function assertContentSize (content: string, maxBytes: number): void {
 export const requestHash = (route: string, body: unknown) =>
   createHash('sha256').update(canonicalJson({ route, body })).digest('hex')
 
+/** A token's send quota is spent for good: no Retry-After, as waiting will not help. */
+export const quotaExhausted = (sendQuota: number) =>
+  new ApiError(429, 'QUOTA_EXHAUSTED', `This token's send quota of ${sendQuota} is used up; nothing was sent`,
+    { sendQuota, sendQuotaRemaining: 0 })
+
 const PLACEHOLDER = /\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}/g
 
 /**
@@ -120,9 +125,11 @@ export default fp(async function messaging (fastify: FastifyInstance) {
       idempotencyKey,
       requestHash: idempotencyKey === null
         ? null
-        : requestHash(request?.route ?? 'send', request?.body ?? { recipientIds, content, templateId })
+        : requestHash(request?.route ?? 'send', request?.body ?? { recipientIds, content, templateId }),
+      tokenId: caller.tokenId ?? null
     })
     if (!outcome.ok) {
+      if (outcome.error === 'quota_exhausted') throw quotaExhausted(outcome.sendQuota)
       if (outcome.error === 'idempotency_mismatch') {
         throw unprocessable('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was already used with a different request')
       }

@@ -162,6 +162,9 @@ for (const backend of testBackends()) {
         createdBy: admin.id,
         name: 'ci',
         scopes: null,
+        sendsPerMinute: null,
+        sendQuota: null,
+        sendQuotaRemaining: null,
         expiresAt: '2030-01-02T01:04:05.678Z',
         revokedAt: null,
         lastUsedAt: null,
@@ -192,6 +195,26 @@ for (const backend of testBackends()) {
       t.equal(await store.revokeApiToken(randomUUID()), null, 'unknown token')
       t.equal((await store.authenticateApiToken(firstId))?.token.revokedAt, revoked?.revokedAt, 'a revoked token is reported as revoked')
       t.equal((await store.authenticateApiToken(secondId))?.token.revokedAt, null, 'other tokens stay valid')
+    })
+
+    t.test('a token\'s send quota: one unit per accepted send, never below zero, nothing for refused sends or replays', async t => {
+      const owner = await user({ organization_id: 'org_q' })
+      const colleague = await user({ organization_id: 'org_q' })
+      const tokenId = randomUUID()
+      const created = await store.createApiToken({ id: tokenId, userId: owner.id, createdBy: null, name: null, expiresAt: null, sendsPerMinute: 7, sendQuota: 2 })
+      t.match(created?.token, { sendsPerMinute: 7, sendQuota: 2, sendQuotaRemaining: 2 })
+      const input = { ...sendFrom(owner), recipientIds: [colleague.id, owner.id], tokenId }
+
+      t.match(await sent({ ...input, idempotencyKey: 'q1', requestHash: 'h1' }), { count: 2, sendQuota: 2, sendQuotaRemaining: 1 })
+      t.match(await sent({ ...input, idempotencyKey: 'q1', requestHash: 'h1' }), { replayed: true, sendQuotaRemaining: 1 }, 'a replay takes nothing')
+      t.same(await store.send({ ...input, recipientIds: ['ghost'] }), { ok: false, error: 'invalid_recipients', ids: ['ghost'] })
+      t.equal((await store.authenticateApiToken(tokenId))?.token.sendQuotaRemaining, 1, 'a refused send takes nothing')
+      t.match(await sent(input), { sendQuotaRemaining: 0 })
+      t.same(await store.send({ ...input, idempotencyKey: 'q2', requestHash: 'h2' }), { ok: false, error: 'quota_exhausted', sendQuota: 2 })
+      t.equal((await store.authenticateApiToken(tokenId))?.token.sendQuotaRemaining, 0, 'never below zero')
+      t.same(await store.pendingMessages(colleague.id, 0, 10).then(m => m.length), 2, 'only the accepted sends were stored')
+      t.match(await sent({ ...input, idempotencyKey: 'q2', requestHash: 'h3' }).catch(e => String(e)), /quota_exhausted/, 'the refused key was not kept')
+      t.notOk('sendQuota' in await sent({ ...sendFrom(owner), recipientIds: [colleague.id] }), 'a send without a token has no quota')
     })
 
     t.test('templates are scoped by organization, or by owner when there is none', async t => {

@@ -108,15 +108,17 @@ export class Store {
   }
 
   // API tokens
-  /** `scopes` absent or null: the token may do whatever its owner may. */
-  async createApiToken (token: { id: string, userId: string, createdBy: string | null, name: string | null, expiresAt: string | null, scopes?: readonly ApiScope[] | null }): Promise<{ token: ApiToken, user: User } | null> {
+  /** `scopes` absent or null: the token may do whatever its owner may; limits absent or null: none. */
+  async createApiToken (token: NewApiToken): Promise<{ token: ApiToken, user: User } | null> {
     const result = await this.call<{ token?: ApiToken, user?: User }>('gatehouse_token_create', {
       p_id: token.id,
       p_user_id: token.userId,
       p_created_by: token.createdBy,
       p_name: token.name,
       p_expires_at: token.expiresAt,
-      p_scopes: token.scopes ?? null
+      p_scopes: token.scopes ?? null,
+      p_sends_per_minute: token.sendsPerMinute ?? null,
+      p_send_quota: token.sendQuota ?? null
     })
     return result.token && result.user ? { token: result.token, user: result.user } : null
   }
@@ -173,10 +175,12 @@ export class Store {
       p_content: input.content,
       p_template_id: input.templateId,
       p_idempotency_key: input.idempotencyKey,
-      p_request_hash: input.requestHash
+      p_request_hash: input.requestHash,
+      p_token_id: input.tokenId ?? null
     })
     if (result.error === 'invalid_recipients') return { ok: false, error: 'invalid_recipients', ids: result.ids ?? [] }
     if (result.error === 'idempotency_mismatch') return { ok: false, error: 'idempotency_mismatch' }
+    if (result.error === 'quota_exhausted') return { ok: false, error: 'quota_exhausted', sendQuota: Number(result.sendQuota) }
     return { ok: true, result }
   }
 
@@ -216,6 +220,17 @@ export class Store {
   }
 
   close () { return this.driver.close() }
+}
+
+export interface NewApiToken {
+  id: string
+  userId: string
+  createdBy: string | null
+  name: string | null
+  expiresAt: string | null
+  scopes?: readonly ApiScope[] | null
+  sendsPerMinute?: number | null
+  sendQuota?: number | null
 }
 
 /** A place in an inbox: the writing transaction and seq of the last message read; `xact` null for a seq-only cursor from older versions. */

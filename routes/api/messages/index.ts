@@ -36,7 +36,14 @@ function callerOf (request: FastifyRequest): Caller {
 
 function sent (reply: FastifyReply, result: SendResult) {
   if (result.replayed) reply.header('idempotent-replayed', 'true')
+  if (result.sendQuota !== undefined) quotaHeaders(reply, result.sendQuota, result.sendQuotaRemaining ?? 0)
   return { success: true as const, count: result.count, messages: result.messages }
+}
+
+/** What is left of the sending token's quota (a replay tells what was left after the first send). */
+function quotaHeaders (reply: FastifyReply, quota: number, remaining: number) {
+  reply.header('x-send-quota-limit', quota)
+  reply.header('x-send-quota-remaining', remaining)
 }
 
 type SendRequest = FastifyRequest<{ Headers: { 'idempotency-key'?: string } }>
@@ -49,18 +56,24 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
 
   /** The three send routes differ only in how they build recipients and content. */
   async function send (request: SendRequest, reply: FastifyReply, route: string, message: { recipientIds: string[], content: string, templateId?: string }) {
-    const result = await messaging.send({
-      caller: callerOf(request),
-      ...message,
-      idempotencyKey: request.headers['idempotency-key'] ?? null,
-      request: { route, body: request.body }
-    })
-    return sent(reply, result)
+    try {
+      const result = await messaging.send({
+        caller: callerOf(request),
+        ...message,
+        idempotencyKey: request.headers['idempotency-key'] ?? null,
+        request: { route, body: request.body }
+      })
+      return sent(reply, result)
+    } catch (error) {
+      if (error instanceof ApiError && error.code === 'QUOTA_EXHAUSTED') quotaHeaders(reply, Number(error.details?.sendQuota), 0)
+      throw error
+    }
   }
 
   fastify.post('/send-template', {
     onRequest: sender,
     preValidation: fastify.requireScope('messages:send-template'),
+    preHandler: fastify.limitSends,
     schema: {
       summary: 'Send a stored template, with its placeholders filled, to many recipients',
       tags: ['messages'],
@@ -81,6 +94,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   fastify.post('/send-bulk', {
     onRequest: sender,
     preValidation: fastify.requireScope('messages:send-bulk'),
+    preHandler: fastify.limitSends,
     schema: {
       summary: 'Send one message to many recipients',
       tags: ['messages'],
@@ -97,6 +111,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   fastify.post('/send-private', {
     onRequest: sender,
     preValidation: fastify.requireScope('messages:send-private'),
+    preHandler: fastify.limitSends,
     schema: {
       summary: 'Send one message to one recipient',
       tags: ['messages'],

@@ -55,6 +55,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     if (record.token.expiresAt !== null && Date.parse(record.token.expiresAt) <= Date.now()) return { active: false, reason: 'expired' }
     const scopes = record.token.scopes ?? API_SCOPES.filter(scope => record.user!.role === 'admin' || !scope.startsWith('tokens:'))
     const iat = (claims as { iat?: number }).iat
+    const { sendsPerMinute, sendQuota, sendQuotaRemaining } = record.token
     return {
       active: true,
       sub: claims.sub,
@@ -64,7 +65,11 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       jti: claims.jti,
       iss: (claims as { iss?: string }).iss,
       aud: (claims as { aud?: string }).aud,
-      token_type: 'api'
+      token_type: 'api',
+      // Send limits, as RFC 7662 allows extensions, only when the token has them (as exp);
+      // the quota left is read now, not from a cache.
+      ...(sendsPerMinute !== null ? { sends_per_minute: sendsPerMinute } : {}),
+      ...(sendQuota !== null ? { send_quota: sendQuota, send_quota_remaining: sendQuotaRemaining ?? 0 } : {})
     }
   })
 }

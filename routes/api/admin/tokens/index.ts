@@ -35,7 +35,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       response: { 201: CreateApiTokenResponseSchema, ...errors(400, 401, 403, 404, 429, 503) }
     }
   }, async function createToken (request, reply) {
-    const { userId, expiration, name, scopes } = request.body
+    const { userId, expiration, name, scopes, sendsPerMinute, sendQuota } = request.body
     if (!userId) throw badRequest('User ID is required')
     const expiresAt = parseExpiration(expiration)
     const tokenId = randomUUID()
@@ -45,12 +45,23 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       createdBy: request.caller!.user.id,
       name: name ?? null,
       expiresAt: expiresAt?.toISOString() ?? null,
-      scopes: scopes ?? null
+      scopes: scopes ?? null,
+      sendsPerMinute: sendsPerMinute ?? null,
+      sendQuota: sendQuota ?? null
     })
     if (!created) throw notFound('User not found')
     const token = fastify.tokens.issueApi(tokenId, userId, expiresAt)
     reply.header('cache-control', 'no-store')
-    return reply.code(201).send({ success: true, token, name: created.user.name, tokenId, expiresAt: created.token.expiresAt, scopes: created.token.scopes })
+    return reply.code(201).send({
+      success: true,
+      token,
+      name: created.user.name,
+      tokenId,
+      expiresAt: created.token.expiresAt,
+      scopes: created.token.scopes,
+      sendsPerMinute: created.token.sendsPerMinute,
+      sendQuota: created.token.sendQuota
+    })
   })
 
   fastify.get('/', {

@@ -2,7 +2,8 @@
 --
 -- What this relies on from the message tables (and nothing else of their layout):
 --   messages: seq (primary key), body_id (-> message_bodies, on delete cascade),
---             recipient_id (-> users, on delete cascade), acked_at (null until acked);
+--             recipient_id (-> users, on delete cascade), acked_at (null until acked),
+--             and the index on (recipient_id, xact, seq) to walk a deleted user's inbox;
 --   message_bodies: id, created_at; a body and all its messages are written in one
 --             transaction (gatehouse_send), so a committed body without messages is orphaned;
 --   idempotency_keys: caller_id, key, created_at, response (what gatehouse_send
@@ -171,7 +172,8 @@ create or replace function gatehouse_prune(
 language plpgsql as $$
 declare
   v_state gatehouse_prune_state;
-  v_deleting text[];
+  v_user text;
+  v_count integer;
   v_bodies uuid[] := '{}';
   v_part uuid[];
   v_acked integer := 0;
@@ -217,23 +219,25 @@ begin
     v_bodies := v_bodies || v_part;
   end if;
 
-  select coalesce(array_agg(id), '{}') into v_deleting
-  from (select id from users where deleted_at is not null order by deleted_at limit 100) d;
-  if cardinality(v_deleting) > 0 then
+  -- One user after another, oldest deletion first, within the batch. In index order, so
+  -- each batch stops after the rows it takes.
+  for v_user in select id from users where deleted_at is not null order by deleted_at, id limit 100 loop
+    exit when v_user_messages >= p_batch;
     with gone as (
       delete from messages m where m.seq in (
-        select seq from messages where recipient_id = any (v_deleting) limit p_batch for update skip locked)
+        select seq from messages where recipient_id = v_user
+        order by xact, seq limit p_batch - v_user_messages for update skip locked)
       returning m.body_id)
-    select count(*), coalesce(array_agg(distinct body_id), '{}') into v_user_messages, v_part from gone;
+    select count(*), coalesce(array_agg(distinct body_id), '{}') into v_count, v_part from gone;
+    v_user_messages := v_user_messages + v_count;
     v_bodies := v_bodies || v_part;
     -- The row goes once its inbox is empty. A send that raced the deletion holds the row
     -- (its foreign key check) until it commits; the cascade then takes its few messages.
-    with gone as (
-      delete from users u where u.id = any (v_deleting)
-        and not exists (select 1 from messages m where m.recipient_id = u.id)
-      returning 1)
-    select count(*) into v_users from gone;
-  end if;
+    if v_user_messages < p_batch then
+      delete from users u where u.id = v_user and not exists (select 1 from messages m where m.recipient_id = u.id);
+      if found then v_users := v_users + 1; end if;
+    end if;
+  end loop;
 
   with gone as (
     delete from message_bodies b where b.id = any (v_bodies)

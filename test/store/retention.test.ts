@@ -137,6 +137,8 @@ for (const backend of testBackends()) {
       t.ok(Number(bytes) < 250_000, `stored in ${bytes} bytes (the response is ${JSON.stringify(first).length})`)
       const replay = await send(sender, recipientIds, keyed)
       t.same(replay, { ...first, replayed: true })
+      await t.rejects(send(sender, [...recipientIds].reverse(), keyed), /does not match its request/,
+        'recipients in another order under the same request hash are refused, not paired with the wrong ids')
     })
 
     t.test('a finished run is not repeated before its interval, unless a user is being deleted', async t => {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { ApiError, DependencyUnavailableError } from '../../../lib/errors.js'
 import type { User, UserInput } from '../../../schemas/users.js'
 import type { ApiScope, ApiToken } from '../../../schemas/tokens.js'
@@ -237,7 +238,7 @@ export type PruneOutcome =
   | { ran: true, more: boolean, acked: number, unacked: number, userMessages: number, users: number, bodies: number, idempotencyKeys: number }
 
 /** A stored idempotent response as gatehouse_idempotency_compact keeps it. */
-interface CompactSendResult { count: number, createdAt: string, replayed: boolean, ids: string, seqRuns: Array<[number, number]> }
+interface CompactSendResult { count: number, createdAt: string, replayed: boolean, ids: string, seqRuns: Array<[number, number]>, recipientsMd5: string }
 
 /**
  * A replayed response is stored without its recipients and with its message ids packed
@@ -248,7 +249,8 @@ function expandReplay (result: SendResult | CompactSendResult, recipientIds: str
   if (!('ids' in result)) return result
   const ids = Buffer.from(result.ids, 'base64')
   const seqs = result.seqRuns.flatMap(([first, length]) => Array.from({ length }, (_, i) => Number(first) + i))
-  if (ids.length !== recipientIds.length * 16 || seqs.length !== recipientIds.length || result.count !== recipientIds.length) {
+  const order = createHash('md5').update(recipientIds.join('\n')).digest('hex')
+  if (ids.length !== recipientIds.length * 16 || seqs.length !== recipientIds.length || result.count !== recipientIds.length || order !== result.recipientsMd5) {
     throw new Error('a stored idempotent response does not match its request')
   }
   const messages = recipientIds.map((recipientId, i) => {

@@ -24,6 +24,7 @@ import clerk from './plugins/app/clerk.js'
 import metrics from './plugins/app/metrics.js'
 import hub from './plugins/app/websocket/index.js'
 import messaging from './plugins/app/messaging.js'
+import retention from './plugins/app/retention.js'
 
 import healthRoutes from './routes/health/index.js'
 import dashboardTokenRoutes from './routes/api/dashboard-token/index.js'
@@ -87,6 +88,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(clerk)
   await fastify.register(hub)
   await fastify.register(messaging)
+  await fastify.register(retention)
 
   // Unknown routes share the error envelope; the global rate limit covers them, so probing is slow.
   fastify.setNotFoundHandler(function notFound (request, reply) {

@@ -46,14 +46,18 @@ export async function execute (command: Exclude<Command, { name: 'help' }>, conf
     switch (command.name) {
       case 'users add': {
         const user = await store.upsertUser(command.user)
-        if (!user) throw new CliError(`clerk id "${command.user.clerk_id}" already belongs to another user`)
+        if (!user) {
+          throw new CliError(command.user.clerk_id === undefined
+            ? `user ${command.user.id} is still being deleted; add them again once their data is gone`
+            : `clerk id "${command.user.clerk_id}" already belongs to another user, or user ${command.user.id} is still being deleted`)
+        }
         await announce()
         io.out(json(user))
         return
       }
       case 'users list': {
         if (!driver.sql) throw new CliError('users list needs DATABASE_URL or the embedded store')
-        const rows = await driver.sql.query<{ user: User }>('select gatehouse_user_json(u) as "user" from users u order by u.created_at, u.id')
+        const rows = await driver.sql.query<{ user: User }>('select gatehouse_user_json(u) as "user" from users u where u.deleted_at is null order by u.created_at, u.id')
         io.out(json(rows.map(r => r.user)))
         return
       }

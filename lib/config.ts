@@ -39,6 +39,12 @@ export const ConfigSchema = Type.Object({
   RATE_LIMIT_MAX: Type.Integer({ minimum: 1, default: 600 }),
   STORE_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 5000 }),
   AUTH_CACHE_TTL_MS: Type.Integer({ minimum: 0, maximum: 600000, default: 30000 }),
+  // Retention, in seconds; 0 keeps messages for good. Idempotency keys replay for 24 h at most.
+  ACKED_MESSAGE_TTL: Type.Integer({ minimum: 0, default: 2592000 }),
+  UNACKED_MESSAGE_TTL: Type.Integer({ minimum: 0, default: 7776000 }),
+  IDEMPOTENCY_TTL: Type.Integer({ minimum: 60, maximum: 86400, default: 86400 }),
+  PRUNE_INTERVAL_MS: Type.Integer({ minimum: 100, maximum: 86400000, default: 3600000 }),
+  PRUNE_BATCH: Type.Integer({ minimum: 1, maximum: 100000, default: 2000 }),
   WS_HEARTBEAT_MS: Type.Integer({ minimum: 100, default: 30000 }),
   WS_SEND_BUFFER_BYTES: Type.Integer({ minimum: 1024, default: 1048576 }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10000 }),

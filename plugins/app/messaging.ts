@@ -26,8 +26,6 @@ declare module 'fastify' {
   }
 }
 
-const PRUNE_EVERY_MS = 60 * 60 * 1000
-
 /** Text already rendered, waiting on the stack of canonicalJson. */
 class Piece { constructor (readonly text: string) {} }
 
@@ -150,12 +148,4 @@ export default fp(async function messaging (fastify: FastifyInstance) {
   }
 
   fastify.decorate('messaging', { send } satisfies Messaging)
-
-  const prune = setInterval(() => {
-    store.pruneIdempotencyKeys()
-      .then(pruned => { if (pruned > 0) log.debug({ pruned }, 'expired idempotency keys pruned') })
-      .catch(err => log.warn({ err }, 'pruning idempotency keys failed'))
-  }, PRUNE_EVERY_MS)
-  prune.unref()
-  fastify.addHook('onClose', async () => { clearInterval(prune) })
 }, { name: 'messaging', dependencies: ['supabase', 'hub'] })

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import t from 'tap'
 import { DependencyUnavailableError } from '../../lib/errors.js'
 import { Store } from '../../plugins/app/supabase/store.js'
+import { pruneRun } from '../../plugins/app/retention.js'
 import { decryptPrivateKey, generateSigningKey } from '../../plugins/app/keys.js'
 import type { SendInput, SendResult } from '../../schemas/messages.js'
 import type { User, UserInput } from '../../schemas/users.js'
@@ -37,6 +38,9 @@ for (const backend of testBackends()) {
       if (!outcome.ok) throw new Error(`send refused: ${outcome.error}`)
       return outcome.result
     }
+
+    // Messages kept for good; a run may follow the last one at once.
+    const pruneNow = { ackedTtl: 0, unackedTtl: 0, idempotencyTtl: 86400, batch: 1000, everyMs: 0 }
 
     const sendFrom = (sender: User): SendInput => ({
       senderId: sender.id,
@@ -111,8 +115,17 @@ for (const backend of testBackends()) {
       t.equal(await store.getUser(doomed.id), null)
       t.equal(await store.authenticateApiToken(tokenId), null)
       t.same(await store.listTemplates({ organizationId: null, ownerId: doomed.id }), [])
+      t.same(await store.findUsers({ clerkId: 'clerk_doomed' }), [], 'no longer found by clerk id')
+      t.equal(await store.createApiToken({ id: randomUUID(), userId: doomed.id, createdBy: null, name: null, expiresAt: null }), null, 'no new token')
+      t.equal(await store.upsertUser({ id: doomed.id, name: 'back' }), null, 'the id is not taken again while the data goes')
+
+      // The inbox goes in batches, then the row.
+      t.match(await pruneRun(store, pruneNow), { userMessages: 1, users: 1 })
       t.same(await store.inbox(doomed.id, null, 10), [])
+      t.same(await sql.query('select id from users where id = $1', [doomed.id]), [], 'the row is gone once the inbox is')
       t.equal((await store.inbox(other.id, null, 10)).length, 1, 'other recipients keep the message')
+      t.ok(await store.upsertUser({ id: doomed.id, name: 'back' }), 'the id is free again')
+      await store.deleteUser({ id: doomed.id })
 
       t.same(await store.usersPresent([doomed.id, other.id, 'nobody']), [other.id], 'only users still stored are present')
       t.same(await store.usersPresent([]), [])
@@ -330,9 +343,9 @@ for (const backend of testBackends()) {
       const sender = await user({ organization_id: 'org_p' })
       const keyed = { ...sendFrom(sender), recipientIds: [sender.id], idempotencyKey: 'old-key', requestHash: 'hash-1' }
       await sent(keyed)
-      t.equal(await store.pruneIdempotencyKeys(), 0, 'nothing is old yet')
+      t.match(await store.prune(pruneNow), { ran: true, idempotencyKeys: 0 }, 'nothing is old yet')
       await sql.query("update idempotency_keys set created_at = now() - interval '25 hours' where key = 'old-key'")
-      t.equal(await store.pruneIdempotencyKeys(), 1)
+      t.match(await store.prune(pruneNow), { ran: true, idempotencyKeys: 1 })
       t.equal((await sent({ ...keyed, requestHash: 'hash-2' })).replayed, false, 'the key is free again')
     })
 

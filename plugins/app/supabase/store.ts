@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { ApiError, DependencyUnavailableError } from '../../../lib/errors.js'
 import type { User, UserInput } from '../../../schemas/users.js'
 import type { ApiScope, ApiToken } from '../../../schemas/tokens.js'
@@ -75,14 +76,18 @@ export class Store {
     return this.call<User[]>('gatehouse_user_find', { p_clerk_id: by.clerkId ?? null, p_email: by.email ?? null })
   }
 
-  /** Creates or updates a user; returns null when the clerk_id already belongs to someone else. */
+  /** Creates or updates a user; returns null when the clerk_id already belongs to someone else, or the id to a user still being deleted. */
   async upsertUser (input: UserInput): Promise<User | null> {
     const result = await this.call<{ user?: User, error?: string }>('gatehouse_user_upsert', { p_user: input })
     if (result.user) this.changed({ userIds: [result.user.id], tokenIds: [] })
     return result.user ?? null
   }
 
-  /** Deletes by id or clerk id; the user's tokens, templates and inbox go with them. */
+  /**
+   * Deletes by id or clerk id. At once: the user is no longer found (their tokens are
+   * refused) and their API tokens, templates and personal fields are gone; their inbox
+   * follows in batches (prune), then the row itself.
+   */
   async deleteUser (by: { id?: string, clerkId?: string }): Promise<string[]> {
     const result = await this.call<{ deletedIds: string[] }>('gatehouse_user_delete', { p_id: by.id ?? null, p_clerk_id: by.clerkId ?? null })
     if (result.deletedIds.length > 0) this.changed({ userIds: result.deletedIds, tokenIds: [] })
@@ -181,7 +186,7 @@ export class Store {
     if (result.error === 'invalid_recipients') return { ok: false, error: 'invalid_recipients', ids: result.ids ?? [] }
     if (result.error === 'idempotency_mismatch') return { ok: false, error: 'idempotency_mismatch' }
     if (result.error === 'quota_exhausted') return { ok: false, error: 'quota_exhausted', sendQuota: Number(result.sendQuota) }
-    return { ok: true, result }
+    return { ok: true, result: expandReplay(result, input.recipientIds) }
   }
 
   /** Unacknowledged messages after `afterSeq`, oldest first. */
@@ -214,12 +219,52 @@ export class Store {
     return Number(result.acked)
   }
 
-  async pruneIdempotencyKeys (): Promise<number> {
-    const result = await this.call<{ pruned: number }>('gatehouse_prune_idempotency_keys')
-    return Number(result.pruned)
+  /**
+   * One bounded batch of pruning (see gatehouse_prune); repeat while `more`. Calls from
+   * many processes are serialized, and a finished run is not repeated before `everyMs`.
+   */
+  prune (settings: PruneSettings): Promise<PruneOutcome> {
+    return this.call<PruneOutcome>('gatehouse_prune', {
+      p_acked_ttl: settings.ackedTtl,
+      p_unacked_ttl: settings.unackedTtl,
+      p_idempotency_ttl: settings.idempotencyTtl,
+      p_batch: settings.batch,
+      p_every_ms: settings.everyMs
+    })
   }
 
   close () { return this.driver.close() }
+}
+
+/** Seconds each kind of data is kept (0: for good, for messages), rows per batch, and the pause between runs. */
+export interface PruneSettings { ackedTtl: number, unackedTtl: number, idempotencyTtl: number, batch: number, everyMs: number }
+
+export type PruneOutcome =
+  | { ran: false, reason: 'busy' | 'not_due', nextAt?: string }
+  | { ran: true, more: boolean, acked: number, unacked: number, userMessages: number, users: number, bodies: number, idempotencyKeys: number }
+
+/** A stored idempotent response as gatehouse_idempotency_compact keeps it. */
+interface CompactSendResult { count: number, createdAt: string, replayed: boolean, ids: string, seqRuns: Array<[number, number]>, recipientsMd5: string }
+
+/**
+ * A replayed response is stored without its recipients and with its message ids packed
+ * (see the retention migration): the request, the same as the first one, gives the
+ * recipients back in order. Responses stored before that come back whole.
+ */
+function expandReplay (result: SendResult | CompactSendResult, recipientIds: string[]): SendResult {
+  if (!('ids' in result)) return result
+  const ids = Buffer.from(result.ids, 'base64')
+  const seqs = result.seqRuns.flatMap(([first, length]) => Array.from({ length }, (_, i) => Number(first) + i))
+  const order = createHash('md5').update(recipientIds.join('\n')).digest('hex')
+  if (ids.length !== recipientIds.length * 16 || seqs.length !== recipientIds.length || result.count !== recipientIds.length || order !== result.recipientsMd5) {
+    throw new Error('a stored idempotent response does not match its request')
+  }
+  const messages = recipientIds.map((recipientId, i) => {
+    const hex = ids.toString('hex', i * 16, i * 16 + 16)
+    const id = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
+    return { id, recipientId, seq: seqs[i] }
+  })
+  return { count: result.count, messages, createdAt: result.createdAt, replayed: result.replayed }
 }
 
 export interface NewApiToken {

@@ -9,6 +9,7 @@
  *
  *   npm run bench:ws-compare -- [--clients 10000] [--rounds 5] [--small 1000]
  *     [--per-process 5000] [--concurrency 500] [--out bench/results/ws-compare.json]
+ *     [--baseline ../other-checkout/dist]   (adds gatehouse built elsewhere: before/after in one run)
  *
  * Every server runs in a process of its own (gatehouse with its embedded store
  * in another, as in production; DATABASE_URL for Postgres, migrated first), and
@@ -34,6 +35,7 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '500' },
     size: { type: 'string', default: '200' },
     subjects: { type: 'string', default: SUBJECTS.join(',') },
+    baseline: { type: 'string' },
     out: { type: 'string', default: 'bench/results/ws-compare.json' }
   }
 })
@@ -43,7 +45,7 @@ const SMALL = Math.min(Number(values.small), N)
 const PER_PROCESS = Number(values['per-process'])
 const CONCURRENCY = Number(values.concurrency)
 const CONTENT = 'x'.repeat(Number(values.size))
-const subjects = values.subjects.split(',') as SubjectKind[]
+const subjects = [...values.subjects.split(',') as SubjectKind[], ...values.baseline ? ['baseline' as const] : []]
 
 const users = Array.from({ length: N }, (_, i) => `u${i + 1}`)
 // Every tenth user: the small send reaches sockets of every client process.
@@ -61,7 +63,7 @@ const METRICS: Record<Metric, string> = {
 }
 
 const servers = new Map<SubjectKind, ServerProcess>()
-for (const kind of subjects) servers.set(kind, await startServer(kind, N))
+for (const kind of subjects) servers.set(kind, await startServer(kind, N, values.baseline))
 const clientProcesses: ClientProcess[] = Array.from({ length: Math.ceil(N / PER_PROCESS) }, startClients)
 const figures = new Map<SubjectKind, Record<Metric, number[]>>()
 for (const kind of subjects) figures.set(kind, { connectMs: [], rssPerSocketKiB: [], bigFirstMs: [], bigLastMs: [], smallFirstMs: [], smallLastMs: [] })
@@ -92,7 +94,7 @@ async function round (kind: SubjectKind) {
   const userShares = split(users, clientProcesses.length)
   const start = performance.now()
   const results = await Promise.all(clientProcesses.map((child, i) => child.request({
-    type: 'connect', kind, port: server.listening.port, credentials: credentialShares[i], users: userShares[i], concurrency: CONCURRENCY, ack: true
+    type: 'connect', kind: kind === 'baseline' ? 'gatehouse' : kind, port: server.listening.port, credentials: credentialShares[i], users: userShares[i], concurrency: CONCURRENCY, ack: true
   }, 'connected')))
   out.connectMs.push(performance.now() - start)
   const failed = results.reduce((sum, r) => sum + r.failed, 0)
@@ -148,7 +150,7 @@ writeFileSync(values.out, JSON.stringify({
   startedAt,
   finishedAt: new Date().toISOString(),
   machine: { ...about, loadAverageAtEnd: loadavg().map(x => Math.round(x * 100) / 100) },
-  parameters: { clients: N, rounds: ROUNDS, small: SMALL, perProcess: PER_PROCESS, concurrency: CONCURRENCY, contentBytes: CONTENT.length, store: process.env.DATABASE_URL ? 'postgres' : 'embedded' },
+  parameters: { baseline: values.baseline ?? null, clients: N, rounds: ROUNDS, small: SMALL, perProcess: PER_PROCESS, concurrency: CONCURRENCY, contentBytes: CONTENT.length, store: process.env.DATABASE_URL ? 'postgres' : 'embedded' },
   results
 }, null, 2) + '\n')
 console.log(`\nfigures written to ${values.out}`)

@@ -31,6 +31,11 @@ function openWs (url: string, gatehouse: boolean, ack: boolean): Promise<Client>
     const ws = new WebSocket(url, { perMessageDeflate: false })
     const client = { close: () => ws.terminate() }
     ws.on('error', reject)
+    ws.on('unexpected-response', (_req, res) => {
+      let body = ''
+      res.on('data', chunk => { body += chunk })
+      res.on('end', () => reject(new Error(`upgrade refused: ${res.statusCode} ${body}`)))
+    })
     ws.on('message', raw => {
       // Parsed as socket.io's client parses its packets: both sides do the same work.
       const frame = JSON.parse(raw.toString()) as { type: string, id?: string }
@@ -47,7 +52,7 @@ function openWs (url: string, gatehouse: boolean, ack: boolean): Promise<Client>
 
 function openSocketIo (port: number, user: string): Promise<Client> {
   return new Promise((resolve, reject) => {
-    const socket: Socket = io(`http://127.0.0.1:${port}`, { transports: ['websocket'], auth: { user }, reconnection: false, forceNew: true })
+    const socket: Socket = io(`http://127.0.0.1:${port}`, { transports: ['websocket'], auth: { user }, reconnection: false, forceNew: true, timeout: 120_000 })
     socket.on('message', arrived)
     socket.once('connect', () => resolve({ close: () => socket.disconnect() }))
     socket.once('connect_error', reject)
@@ -76,6 +81,8 @@ async function connect (message: Extract<ToClients, { type: 'connect' }>) {
   send({ type: 'connected', failed, firstError })
 }
 
+// Orphaned (the benchmark ended or crashed): go too.
+process.on('disconnect', () => process.exit(0))
 process.on('message', (message: ToClients) => {
   if (message.type === 'connect') {
     connect(message).catch(error => send({ type: 'connected', failed: message.credentials.length, firstError: String(error) }))

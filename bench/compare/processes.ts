@@ -1,6 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { cpus, freemem, loadavg, totalmem } from 'node:os'
 import { execSync } from 'node:child_process'
+import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FromClients, FromServer, SubjectKind, ToClients, ToServer } from './protocol.js'
 
@@ -40,10 +41,14 @@ class Child<To, From extends { type: string }> {
 export type ServerProcess = Child<ToServer, FromServer> & { kind: SubjectKind, listening: Extract<FromServer, { type: 'listening' }> }
 export type ClientProcess = Child<ToClients, FromClients>
 
-/** Starts a server of `kind` in its own process (with --expose-gc, so its memory is read after a collection). */
-export async function startServer (kind: SubjectKind, users: number): Promise<ServerProcess> {
-  const child = new Child<ToServer, FromServer>(fork(here('./server.js'), ['--kind', kind, '--users', String(users)], {
-    execArgv: ['--expose-gc'],
+/**
+ * Starts a server of `kind` in its own process (with --expose-gc, so its memory is
+ * read after a collection). BENCH_SERVER_FLAGS adds Node flags, e.g. `--cpu-prof`.
+ */
+export async function startServer (kind: SubjectKind, users: number, baselineDist?: string): Promise<ServerProcess> {
+  const entry = kind === 'baseline' ? join(resolve(baselineDist ?? ''), 'bench/compare/server.js') : here('./server.js')
+  const child = new Child<ToServer, FromServer>(fork(entry, ['--kind', kind === 'baseline' ? 'gatehouse' : kind, '--users', String(users)], {
+    execArgv: ['--expose-gc', ...(process.env.BENCH_SERVER_FLAGS ?? '').split(' ').filter(Boolean)],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   }))
   const listening = await child.next('listening')

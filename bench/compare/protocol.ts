@@ -1,7 +1,8 @@
 /** What the benchmark parent and its server and client processes say to each other over IPC. */
-export type SubjectKind = 'gatehouse' | 'ws' | 'socketio'
+/** `baseline`: gatehouse built from another checkout (`--baseline <dist>`), for before/after in one run. */
+export type SubjectKind = 'gatehouse' | 'ws' | 'socketio' | 'baseline'
 export const SUBJECTS: readonly SubjectKind[] = ['gatehouse', 'ws', 'socketio']
-export const LABELS: Record<SubjectKind, string> = { gatehouse: 'gatehouse', ws: 'bare ws', socketio: 'socket.io' }
+export const LABELS: Record<SubjectKind, string> = { gatehouse: 'gatehouse', ws: 'bare ws', socketio: 'socket.io', baseline: 'gatehouse before' }
 
 export type ToServer = { type: 'credentials', count: number } | { type: 'memory' } | { type: 'close' }
 export type FromServer =
@@ -12,7 +13,7 @@ export type FromServer =
 
 /** `users[i]` is the user id of `credentials[i]` (a ticket for gatehouse, the id itself for the references). */
 export type ToClients =
-  | { type: 'connect', kind: SubjectKind, port: number, credentials: string[], users: string[], concurrency: number, ack: boolean }
+  | { type: 'connect', kind: Exclude<SubjectKind, 'baseline'>, port: number, credentials: string[], users: string[], concurrency: number, ack: boolean }
   | { type: 'expect', count: number }
   | { type: 'disconnect' }
   | { type: 'stop' }

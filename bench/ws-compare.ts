@@ -66,6 +66,8 @@ const servers = new Map<SubjectKind, ServerProcess>()
 for (const kind of subjects) servers.set(kind, await startServer(kind, N, values.baseline))
 const clientProcesses: ClientProcess[] = Array.from({ length: Math.ceil(N / PER_PROCESS) }, startClients)
 const figures = new Map<SubjectKind, Record<Metric, number[]>>()
+/** Handshakes retried after a reset (a full listen backlog), per subject over all rounds. */
+const retries = new Map<SubjectKind, number>()
 for (const kind of subjects) figures.set(kind, { connectMs: [], rssPerSocketKiB: [], bigFirstMs: [], bigLastMs: [], smallFirstMs: [], smallLastMs: [] })
 
 /** One send-bulk; the first and last arrival over every client process, from the request's start. */
@@ -98,6 +100,7 @@ async function round (kind: SubjectKind) {
   }, 'connected')))
   out.connectMs.push(performance.now() - start)
   const failed = results.reduce((sum, r) => sum + r.failed, 0)
+  retries.set(kind, (retries.get(kind) ?? 0) + results.reduce((sum, r) => sum + r.retries, 0))
   if (failed > 0) throw new Error(`${kind}: ${failed} sockets failed to open, first: ${results.find(r => r.firstError)?.firstError}`)
 
   await sleep(1000)
@@ -117,6 +120,37 @@ async function round (kind: SubjectKind) {
   for (let i = 0; i < 100 && (await server.request({ type: 'memory' }, 'memory')).connections > 0; i++) await sleep(100)
 }
 
+/** Prints the tables and writes the JSON; after every round, so a failed run keeps what it measured. */
+function report (roundsDone: number, print = true) {
+  const results = Object.fromEntries((Object.keys(METRICS) as Metric[]).map(metric => [metric, {
+    label: METRICS[metric],
+    subjects: Object.fromEntries(subjects.map(kind => [kind, summary((figures.get(kind) as Record<Metric, number[]>)[metric])]))
+  }]))
+
+  const fmt = (x: number) => x >= 100 ? x.toFixed(0) : x.toFixed(1)
+  for (const metric of Object.keys(METRICS) as Metric[]) {
+    if (!print) continue
+    console.log(`\n${METRICS[metric]}`)
+    const medians = results[metric].subjects
+    for (const kind of subjects) {
+      const s = medians[kind]
+      const ratios = subjects.filter(k => k !== kind && kind === 'gatehouse').map(k => `${(s.median / medians[k].median).toFixed(2)}x ${LABELS[k]}`).join(', ')
+      console.log(`  ${LABELS[kind].padEnd(10)} median ${fmt(s.median).padStart(7)}  min ${fmt(s.min).padStart(7)}  max ${fmt(s.max).padStart(7)}  ${ratios}`)
+    }
+  }
+
+  mkdirSync(dirname(values.out), { recursive: true })
+  writeFileSync(values.out, JSON.stringify({
+    benchmark: 'ws-compare',
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    machine: { ...about, loadAverageAtEnd: loadavg().map(x => Math.round(x * 100) / 100) },
+    parameters: { baseline: values.baseline ?? null, clients: N, rounds: roundsDone, small: SMALL, perProcess: PER_PROCESS, concurrency: CONCURRENCY, contentBytes: CONTENT.length, store: process.env.DATABASE_URL ? 'postgres' : 'embedded' },
+    handshakesRetried: Object.fromEntries(retries),
+    results
+  }, null, 2) + '\n')
+}
+
 const about = machine()
 const startedAt = new Date().toISOString()
 console.log(`ws-compare: ${N} sockets, ${ROUNDS} rounds, ${clientProcesses.length} client processes, ${CONTENT.length}-byte messages, node ${process.version}, ${about.cpus} CPUs, load ${about.loadAverageAtStart.join(' ')}`)
@@ -124,33 +158,10 @@ for (let r = 0; r < ROUNDS; r++) {
   const order = subjects.map((_, i) => subjects[(i + r) % subjects.length])
   for (const kind of order) await round(kind)
   process.stdout.write(`  round ${r + 1}/${ROUNDS} done (${order.join(', ')})\n`)
+  report(r + 1, false)
 }
 for (const server of servers.values()) await server.request({ type: 'close' }, 'closed').catch(() => {})
 for (const child of clientProcesses) child.process.send({ type: 'stop' })
 
-const results = Object.fromEntries((Object.keys(METRICS) as Metric[]).map(metric => [metric, {
-  label: METRICS[metric],
-  subjects: Object.fromEntries(subjects.map(kind => [kind, summary((figures.get(kind) as Record<Metric, number[]>)[metric])]))
-}]))
-
-const fmt = (x: number) => x >= 100 ? x.toFixed(0) : x.toFixed(1)
-for (const metric of Object.keys(METRICS) as Metric[]) {
-  console.log(`\n${METRICS[metric]}`)
-  const medians = results[metric].subjects
-  for (const kind of subjects) {
-    const s = medians[kind]
-    const ratios = subjects.filter(k => k !== kind && kind === 'gatehouse').map(k => `${(s.median / medians[k].median).toFixed(2)}x ${LABELS[k]}`).join(', ')
-    console.log(`  ${LABELS[kind].padEnd(10)} median ${fmt(s.median).padStart(7)}  min ${fmt(s.min).padStart(7)}  max ${fmt(s.max).padStart(7)}  ${ratios}`)
-  }
-}
-
-mkdirSync(dirname(values.out), { recursive: true })
-writeFileSync(values.out, JSON.stringify({
-  benchmark: 'ws-compare',
-  startedAt,
-  finishedAt: new Date().toISOString(),
-  machine: { ...about, loadAverageAtEnd: loadavg().map(x => Math.round(x * 100) / 100) },
-  parameters: { baseline: values.baseline ?? null, clients: N, rounds: ROUNDS, small: SMALL, perProcess: PER_PROCESS, concurrency: CONCURRENCY, contentBytes: CONTENT.length, store: process.env.DATABASE_URL ? 'postgres' : 'embedded' },
-  results
-}, null, 2) + '\n')
+report(ROUNDS)
 console.log(`\nfigures written to ${values.out}`)

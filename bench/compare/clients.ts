@@ -62,30 +62,41 @@ function openSocketIo (port: number, user: string): Promise<Client> {
 async function connect (message: Extract<ToClients, { type: 'connect' }>) {
   const { kind, port, credentials, users, concurrency, ack } = message
   let failed = 0
+  let retries = 0
   let firstError: string | null = null
   let next = 0
   const worker = async () => {
     while (next < credentials.length) {
       const i = next++
-      try {
-        clients.push(kind === 'socketio'
-          ? await openSocketIo(port, users[i])
-          : await openWs(kind === 'gatehouse' ? `ws://127.0.0.1:${port}/ws?token=${credentials[i]}` : `ws://127.0.0.1:${port}/?user=${users[i]}`, kind === 'gatehouse', ack))
-      } catch (error) {
-        failed++
-        firstError ??= String(error)
+      // A refused or reset handshake is retried twice, a second apart, as a real client would.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          clients.push(kind === 'socketio'
+            ? await openSocketIo(port, users[i])
+            : await openWs(kind === 'gatehouse' ? `ws://127.0.0.1:${port}/ws?token=${credentials[i]}` : `ws://127.0.0.1:${port}/?user=${users[i]}`, kind === 'gatehouse', ack))
+          break
+        } catch (error) {
+          firstError ??= String(error)
+          // A gatehouse ticket is single-use: once the upgrade was answered, it is spent.
+          if (attempt === 3 || (kind === 'gatehouse' && /upgrade refused/.test(String(error)))) {
+            failed++
+            break
+          }
+          retries++
+          await new Promise(resolve => setTimeout(resolve, 1000))
+        }
       }
     }
   }
   await Promise.all(Array.from({ length: Math.min(concurrency, credentials.length) }, worker))
-  send({ type: 'connected', failed, firstError })
+  send({ type: 'connected', failed, retries, firstError })
 }
 
 // Orphaned (the benchmark ended or crashed): go too.
 process.on('disconnect', () => process.exit(0))
 process.on('message', (message: ToClients) => {
   if (message.type === 'connect') {
-    connect(message).catch(error => send({ type: 'connected', failed: message.credentials.length, firstError: String(error) }))
+    connect(message).catch(error => send({ type: 'connected', failed: message.credentials.length, retries: 0, firstError: String(error) }))
   } else if (message.type === 'expect') {
     expected = message.count
     received = 0

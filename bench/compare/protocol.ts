@@ -18,7 +18,7 @@ export type ToClients =
   | { type: 'disconnect' }
   | { type: 'stop' }
 export type FromClients =
-  | { type: 'connected', failed: number, firstError: string | null }
+  | { type: 'connected', failed: number, retries: number, firstError: string | null }
   /** Epoch milliseconds (performance.timeOrigin + now): comparable across processes of one machine. */
   | { type: 'expecting' }
   | { type: 'received', first: number, last: number }

@@ -29,7 +29,7 @@ const NAMES: Record<string, string> = { gatehouse: 'gatehouse', ws: 'bare ws', s
 
 const WIDTH = 860
 const LEFT = 110
-const RIGHT = 230
+const RIGHT = 70
 const BAR = 16
 const GAP = 6
 const TITLE = 22
@@ -50,7 +50,7 @@ for (const metric of Object.values(data.results)) {
   const subjects = Object.keys(metric.subjects)
   const scaleMax = Math.max(...subjects.map(s => metric.subjects[s].max)) * 1.05
   const x = (v: number) => LEFT + (v / scaleMax) * (WIDTH - LEFT - RIGHT)
-  parts.push(`<text x="${LEFT}" y="${y + 14}" class="title">${escape(metric.label)}</text>`)
+  parts.push(`<text x="${LEFT}" y="${y + 14}"><tspan class="title">${escape(metric.label)}</tspan><tspan class="small">${escape(ratios(metric.subjects))}</tspan></text>`)
   let row = y + TITLE
   for (const subject of subjects) {
     const s = metric.subjects[subject]
@@ -61,7 +61,7 @@ for (const metric of Object.values(data.results)) {
       `<line x1="${x(s.min).toFixed(1)}" x2="${x(s.max).toFixed(1)}" y1="${mid}" y2="${mid}" class="whisker"/>`,
       `<line x1="${x(s.min).toFixed(1)}" x2="${x(s.min).toFixed(1)}" y1="${mid - 4}" y2="${mid + 4}" class="whisker"/>`,
       `<line x1="${x(s.max).toFixed(1)}" x2="${x(s.max).toFixed(1)}" y1="${mid - 4}" y2="${mid + 4}" class="whisker"/>`,
-      `<text x="${(x(s.max) + 6).toFixed(1)}" y="${mid + 4}" class="value">${fmt(s.median)}${subject === 'gatehouse' ? ratios(metric.subjects) : ''}</text>`
+      `<text x="${(x(s.max) + 6).toFixed(1)}" y="${mid + 4}" class="value">${fmt(s.median)}</text>`
     )
     row += BAR + GAP
   }
@@ -69,13 +69,13 @@ for (const metric of Object.values(data.results)) {
 }
 
 const { machine, parameters } = data
-const heading = `gatehouse vs bare ws vs socket.io, ${parameters.clients} sockets, ${parameters.store} store: median (bar), min–max (whisker) of ${parameters.rounds} interleaved rounds`
+const heading = `gatehouse vs bare ws vs socket.io, ${parameters.clients} sockets, ${parameters.store} store`
 const footer = `${machine.cpus} × ${machine.cpuModel}, Node ${machine.node}, load average ${machine.loadAverageAtStart.join(' ')} at start (shared machine), ${data.startedAt.slice(0, 16).replace('T', ' ')} UTC`
 const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${y + 20}" viewBox="0 0 ${WIDTH} ${y + 20}" font-family="system-ui, sans-serif" font-size="12">
 <style>.title{font-weight:600}.name{text-anchor:end}.value{fill:#333}.whisker{stroke:#222;stroke-width:1.2}.small{fill:#555;font-size:11px}</style>
 <rect width="100%" height="100%" fill="#fff"/>
 <text x="10" y="20" font-weight="700" font-size="13">${escape(heading)}</text>
-<text x="10" y="36" class="small">lower is better in every panel</text>
+<text x="10" y="36" class="small">median (bar), min–max (whisker) of ${parameters.rounds} interleaved rounds; lower is better in every panel; gatehouse's ratios are of medians</text>
 ${parts.join('\n')}
 <text x="10" y="${y + 8}" class="small">${escape(footer)}</text>
 </svg>

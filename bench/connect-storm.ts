@@ -38,14 +38,14 @@ const users = Array.from({ length: STEADY + N }, (_, i) => `u${i + 1}`)
 const steadyUsers = users.slice(0, STEADY)
 const stormUsers = users.slice(STEADY)
 
-interface Probes { health: number[], delivery: number[] }
+interface Probes { health: number[], delivery: number[], failedSends: number }
 
 /** Polls /health every 100 ms and sends to one steady socket every 250 ms (one at a time) until `stop`. */
 async function probe (server: ServerProcess, steady: ClientProcess, stop: Promise<void>): Promise<Probes> {
   const state = { stopped: false }
   stop.then(() => { state.stopped = true }, () => {})
   const { port, sendPath, sendHeaders } = server.listening
-  const out: Probes = { health: [], delivery: [] }
+  const out: Probes = { health: [], delivery: [], failedSends: 0 }
   const health = (async () => {
     while (!state.stopped) {
       const start = performance.now()
@@ -65,8 +65,13 @@ async function probe (server: ServerProcess, steady: ClientProcess, stop: Promis
         headers: { ...sendHeaders, 'content-type': 'application/json' },
         body: JSON.stringify({ recipientIds: [steadyUsers[i % STEADY]], content: `probe ${i}` })
       })
-      if (res.status !== 200) throw new Error(`send answered ${res.status}: ${await res.text()}`)
-      out.delivery.push((await received).first - start)
+      if (res.status === 200) {
+        out.delivery.push((await received).first - start)
+      } else {
+        // Refused (503: the store did not answer in time): counted, the storm goes on.
+        await res.arrayBuffer()
+        out.failedSends++
+      }
       await sleep(250)
     }
   })()
@@ -74,11 +79,11 @@ async function probe (server: ServerProcess, steady: ClientProcess, stop: Promis
   return out
 }
 
-const stats = (xs: number[]) => ({ count: xs.length, p50: percentile(xs, 0.5), p99: percentile(xs, 0.99), max: Math.max(...xs) })
+const stats = (xs: number[]) => xs.length === 0 ? { count: 0, p50: NaN, p99: NaN, max: NaN } : { count: xs.length, p50: percentile(xs, 0.5), p99: percentile(xs, 0.99), max: Math.max(...xs) }
 const about = machine()
 const startedAt = new Date().toISOString()
-const rounds: Array<{ stormMs: number, baseline: ReturnType<typeof summarize>, storm: ReturnType<typeof summarize> }> = []
-function summarize (p: Probes) { return { health: stats(p.health), delivery: stats(p.delivery) } }
+const rounds: Array<{ stormMs: number, failedSockets: number, baseline: ReturnType<typeof summarize>, storm: ReturnType<typeof summarize> }> = []
+function summarize (p: Probes) { return { health: stats(p.health), delivery: stats(p.delivery), failedSends: p.failedSends } }
 
 console.log(`connect-storm: ${N} sockets reconnecting at once to a fresh gatehouse, ${STEADY} steady sockets probed, ${ROUNDS} rounds, node ${process.version}, load ${about.loadAverageAtStart.join(' ')}`)
 for (let r = 0; r < ROUNDS; r++) {
@@ -106,13 +111,13 @@ for (let r = 0; r < ROUNDS; r++) {
   endStorm()
   const storm = await probing
   const failed = results.reduce((sum, x) => sum + x.failed, 0)
-  if (failed > 0) throw new Error(`${failed} sockets failed in the storm, first: ${results.find(x => x.firstError)?.firstError}`)
-  rounds.push({ stormMs, baseline: summarize(baseline), storm: summarize(storm) })
+  if (failed > 0) console.log(`  ${failed} sockets refused in the storm, first: ${results.find(x => x.firstError)?.firstError}`)
+  rounds.push({ stormMs, failedSockets: failed, baseline: summarize(baseline), storm: summarize(storm) })
   const last = rounds[rounds.length - 1]
   const f = (x: number) => x.toFixed(1)
   console.log(`  round ${r + 1}: ${N} sockets in ${Math.round(stormMs)} ms`)
   console.log(`    /health     before p50 ${f(last.baseline.health.p50)} p99 ${f(last.baseline.health.p99)} max ${f(last.baseline.health.max)} ms | during p50 ${f(last.storm.health.p50)} p99 ${f(last.storm.health.p99)} max ${f(last.storm.health.max)} ms (${last.storm.health.count} polls)`)
-  console.log(`    delivery    before p50 ${f(last.baseline.delivery.p50)} p99 ${f(last.baseline.delivery.p99)} max ${f(last.baseline.delivery.max)} ms | during p50 ${f(last.storm.delivery.p50)} p99 ${f(last.storm.delivery.p99)} max ${f(last.storm.delivery.max)} ms (${last.storm.delivery.count} sends)`)
+  console.log(`    delivery    before p50 ${f(last.baseline.delivery.p50)} p99 ${f(last.baseline.delivery.p99)} max ${f(last.baseline.delivery.max)} ms | during p50 ${f(last.storm.delivery.p50)} p99 ${f(last.storm.delivery.p99)} max ${f(last.storm.delivery.max)} ms (${last.storm.delivery.count} sends, ${last.storm.failedSends} refused)`)
 
   for (const child of [steady, ...stormers]) child.process.send({ type: 'stop' })
   await server.request({ type: 'close' }, 'closed').catch(() => {})
@@ -122,6 +127,8 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const med = (pick: (r: typeof rounds[number]) => number) => median(rounds.map(pick))
 const summary = {
   stormMs: med(r => r.stormMs),
+  failedSockets: med(r => r.failedSockets),
+  refusedSendsDuringStorm: med(r => r.storm.failedSends),
   health: { beforeP50: med(r => r.baseline.health.p50), duringP50: med(r => r.storm.health.p50), duringP99: med(r => r.storm.health.p99), duringMax: med(r => r.storm.health.max) },
   delivery: { beforeP50: med(r => r.baseline.delivery.p50), duringP50: med(r => r.storm.delivery.p50), duringP99: med(r => r.storm.delivery.p99), duringMax: med(r => r.storm.delivery.max) }
 }

@@ -188,8 +188,8 @@ export class LocalHub {
 
   private async replay (conn: Connection): Promise<void> {
     let cursor = 0
-    // Most sockets have nothing to replay; asked after the socket is registered, so
-    // whatever commits after this answer is published to it live.
+    // Most sockets have nothing to replay. Asked only once the socket is registered:
+    // what the question does not see commits later, and is published to it live.
     let nothingPending = !(await this.hasPending.load(conn.userId))
     for (;;) {
       const page = nothingPending ? [] : await this.store.pendingMessages(conn.userId, cursor, this.pageSize)

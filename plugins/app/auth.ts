@@ -4,6 +4,7 @@ import { forbidden, unauthorized } from '../../lib/errors.js'
 import type { User } from '../../schemas/users.js'
 import { AuthCache, shareInvalidations } from './auth-cache.js'
 import type { ApiScope } from '../../schemas/tokens.js'
+import { batchLoader } from '../../lib/batch.js'
 
 export type CallerKind = 'access' | 'api'
 
@@ -36,6 +37,11 @@ declare module 'fastify' {
     authenticate (options: AuthenticateOptions): onRequestHookHandler
     /** A preHandler that answers 403 unless the caller is an administrator now. */
     requireAdmin: preHandlerHookHandler
+    /**
+     * A user's current row (null once removed), through the authentication cache:
+     * what every credential is checked against. Lookups arriving together share one store call.
+     */
+    userById (id: string): Promise<User | null>
   }
   interface FastifyRequest {
     caller: Caller | null
@@ -64,6 +70,13 @@ export default fp(async function auth (fastify: FastifyInstance) {
     shared?.publish(change)
   })
 
+  const users = batchLoader<string, User | null>(async ids => {
+    const found = new Map((await store.getUsers(ids)).map(user => [user.id, user]))
+    return ids.map(id => found.get(id) ?? null)
+  })
+  const userById = (id: string) => cache.user(id, () => users.load(id))
+  fastify.decorate('userById', userById)
+
   /** Resolves a token of one of `kinds` to a caller; role and existence come from the store now. */
   async function resolve (token: string, kinds: CallerKind[], message?: string): Promise<Caller> {
     for (const kind of kinds) {
@@ -75,7 +88,7 @@ export default fp(async function auth (fastify: FastifyInstance) {
         continue
       }
       if (kind === 'access') {
-        const user = await cache.user(claims.sub, () => store.getUser(claims.sub))
+        const user = await userById(claims.sub)
         if (!user) throw unauthorized(message)
         return { user, kind, expiresAt: claims.exp }
       }

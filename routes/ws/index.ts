@@ -34,7 +34,7 @@ function parseFrame (data: RawData, isBinary: boolean): ClientFrame | null {
  * client gets an HTTP 401 in the error envelope and never a socket.
  */
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
-  const { tokens, store, hub, config } = fastify
+  const { tokens, hub, config } = fastify
   fastify.decorateRequest('wsSession', null)
 
   /**
@@ -64,7 +64,8 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       userId = claims.sub
       expiresAt = claims.exp * 1000
     }
-    if (!(await store.getUser(userId))) throw unauthorized()
+    // Checked like every other credential: a removed user is refused (the cache forgets them at once).
+    if (!(await fastify.userById(userId))) throw unauthorized()
     return { userId, expiresAt }
   }
 

@@ -67,7 +67,7 @@ for (const [ttl, lookups] of [['30000', 1], ['0', 5]] as const) {
       t.equal((await app.inject({ method: 'GET', url: '/websocket-token/', headers: access })).statusCode, 200)
       t.equal((await app.inject({ method: 'GET', url: '/api/templates', headers: { authorization: `Bearer ${token}` } })).statusCode, 200)
     }
-    t.equal(count('gatehouse_user_get'), lookups)
+    t.equal(count('gatehouse_users_get'), lookups)
     t.equal(count('gatehouse_token_authenticate'), lookups)
   })
 }

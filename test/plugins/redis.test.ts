@@ -57,6 +57,15 @@ t.test('two apps on the shared Redis behave as one service', async t => {
     t.equal((await peer.untilClosed()).closed.code, 4003)
   })
 
+  t.test('a user removed through one is refused a socket by the other, though that one just let them in', async t => {
+    const leaving = await createUser(one)
+    await Peer.ready(t, wsUrl(baseTwo, ticketFor(two, leaving)))
+    await one.store.deleteUser({ id: leaving.id })
+    // The invalidation travels through Redis: the other process forgets the user within moments.
+    await eventually('the other process refuses the removed user', async () => (await refused(wsUrl(baseTwo, ticketFor(two, leaving)))).statusCode === 401, 5000)
+    t.equal((await refused(wsUrl(baseTwo, ticketFor(two, leaving)))).statusCode, 401)
+  })
+
   t.test('/ready names both dependencies', async t => {
     const res = await one.inject('/ready')
     t.same(res.json(), { status: 'ready', checks: { store: 'ok', redis: 'ok' } })

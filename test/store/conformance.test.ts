@@ -398,6 +398,21 @@ for (const backend of testBackends()) {
       t.same(await store.inbox(sender.id, null, 10), [])
     })
 
+    t.test('many sockets connecting: users and who has anything pending, in one call each', async t => {
+      const sender = await user({ organization_id: 'org_c' })
+      const [waiting, done, idle] = [await user({ organization_id: 'org_c' }), await user({ organization_id: 'org_c' }), await user({ organization_id: 'org_c' })]
+      const found = await store.getUsers([waiting.id, 'nobody', done.id, waiting.id])
+      t.same(found.sort((a, b) => a.id.localeCompare(b.id)), [waiting, done].sort((a, b) => a.id.localeCompare(b.id)), 'existing users as getUser reads them; unknown ids left out')
+      t.same(await store.getUsers([]), [])
+
+      const [toWaiting, toDone] = (await sent({ ...sendFrom(sender), recipientIds: [waiting.id, done.id], content: 'connect' })).messages
+      t.equal(await store.ack(done.id, [toDone.id]), 1)
+      t.same(await store.pendingRecipients([idle.id, waiting.id, done.id, 'nobody', waiting.id]), [waiting.id], 'only recipients with unacknowledged messages, once each')
+      t.equal(await store.ack(waiting.id, [toWaiting.id]), 1)
+      t.same(await store.pendingRecipients([waiting.id, done.id]), [], 'nothing once everything is acknowledged')
+      t.same(await store.pendingRecipients([]), [])
+    })
+
     t.test("acks of many recipients are written in one call, each only for the recipient's own messages", async t => {
       const sender = await user({ role: 'admin' })
       const [ann, ben] = [await user(), await user()]

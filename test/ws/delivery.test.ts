@@ -159,6 +159,7 @@ t.test('a message committed just before the replay query and published during re
   const base = await listen(app)
   const sender = await createUser(app)
   const ivy = await createUser(app)
+  const [backlog] = await sendDirect(app, sender, [ivy.id], 'backlog')
 
   // Store the message, let the replay query read it, and only then publish it live.
   const pending = app.store.pendingMessages.bind(app.store)
@@ -174,17 +175,54 @@ t.test('a message committed just before the replay query and published during re
   }
 
   const peer = await Peer.ready(t, wsUrl(base, ticketFor(app, ivy)))
+  t.match(await peer.next(), { type: 'message', id: backlog })
   t.match(await peer.next(), { type: 'message', content: 'raced' })
   app.hub.publish = publish
   const [marker] = await sendDirect(app, sender, [ivy.id], 'marker')
   t.match(await peer.next(), { type: 'message', id: marker }, 'the next frame is the next message, not the raced one again')
 })
 
+t.test('a message committed while the store is asked whether anything is pending arrives once', async t => {
+  const app = await buildApp(t)
+  const base = await listen(app)
+  const sender = await createUser(app)
+  const jude = await createUser(app)
+
+  // Nothing pending when the socket connects; a message is stored as the question is
+  // asked, and published live while its answer is on its way back.
+  const pendingRecipients = app.store.pendingRecipients.bind(app.store)
+  const publish = app.hub.publish.bind(app.hub)
+  let batch: Parameters<typeof publish>[0] | undefined
+  app.hub.publish = async b => { batch = b }
+  for (const raceBefore of [true, false]) {
+    t.test(raceBefore ? 'committed before the question: read by the replay' : 'committed after it: delivered live', async t => {
+      batch = undefined
+      let calls = 0
+      app.store.pendingRecipients = async ids => {
+        if (calls++ === 0 && raceBefore) await sendDirect(app, sender, [jude.id], 'raced')
+        const answer = await pendingRecipients(ids)
+        if (calls === 1 && !raceBefore) await sendDirect(app, sender, [jude.id], 'raced')
+        if (batch) await publish(batch)
+        return answer
+      }
+      const peer = await Peer.ready(t, wsUrl(base, ticketFor(app, jude)))
+      const raced = await peer.next()
+      t.match(raced, { type: 'message', content: 'raced' })
+      await app.store.ack(jude.id, [(raced as { id: string }).id])
+      app.hub.publish = publish
+      const [marker] = await sendDirect(app, sender, [jude.id], 'marker')
+      t.match(await peer.next(), { type: 'message', id: marker }, 'then the next message, not the raced one again')
+      await app.store.ack(jude.id, [marker])
+      app.hub.publish = async b => { batch = b }
+    })
+  }
+})
+
 t.test('a socket whose replay cannot read the store is closed with 1013, to retry later', async t => {
   const app = await buildApp(t)
   const base = await listen(app)
   const user = await createUser(app)
-  app.store.pendingMessages = async () => { throw new Error('connection refused') }
+  app.store.pendingRecipients = async () => { throw new Error('connection refused') }
   const peer = await Peer.ready(t, wsUrl(base, ticketFor(app, user)))
   t.equal((await peer.untilClosed()).closed.code, 1013)
 })

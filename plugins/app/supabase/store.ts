@@ -70,6 +70,8 @@ export class Store {
   getUser (id: string) { return this.call<User | null>('gatehouse_user_get', { p_id: id }) }
   /** Which of these ids still name a user (one query, whatever their number). */
   usersPresent (ids: string[]) { return this.call<string[]>('gatehouse_users_present', { p_ids: ids }) }
+  /** The users among `ids` that exist, in no particular order: one call for a burst of lookups. */
+  getUsers (ids: readonly string[]) { return this.call<User[]>('gatehouse_users_get', { p_ids: ids }) }
   getUserByClerkId (clerkId: string) { return this.call<User | null>('gatehouse_user_by_clerk_id', { p_clerk_id: clerkId }) }
   /** Users matching every given criterion (e-mail case-insensitively), oldest first, at most 100. */
   findUsers (by: { clerkId?: string, email?: string }) {
@@ -193,6 +195,9 @@ export class Store {
   pendingMessages (recipientId: string, afterSeq: number, limit: number) {
     return this.call<StoredMessage[]>('gatehouse_pending', { p_recipient: recipientId, p_after_seq: afterSeq, p_limit: limit })
   }
+
+  /** The recipients among `ids` with unacknowledged messages: only their sockets need a replay. */
+  pendingRecipients (ids: readonly string[]) { return this.call<string[]>('gatehouse_pending_recipients', { p_recipients: ids }) }
 
   /**
    * Every message after a cursor, acknowledged or not, in commit order; only messages

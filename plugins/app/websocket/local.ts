@@ -4,6 +4,7 @@ import { WsClose } from '../../../schemas/ws.js'
 import type { StoredMessage } from '../../../schemas/messages.js'
 import type { MessageBatch } from './index.js'
 import { messageFrame, messageTail, readyFrame } from './frames.js'
+import { batchLoader } from '../../../lib/batch.js'
 
 interface Held { seq: number, frame: string }
 
@@ -40,6 +41,7 @@ export interface LocalHubOptions {
   store: {
     pendingMessages (userId: string, afterSeq: number, limit: number): Promise<StoredMessage[]>
     usersPresent (ids: string[]): Promise<string[]>
+    pendingRecipients (userIds: readonly string[]): Promise<string[]>
   }
   log: FastifyBaseLogger
   sendBufferBytes: number
@@ -73,6 +75,8 @@ export class LocalHub {
   private readonly heldMax: number
   private readonly checkBatch: number
   private readonly timer: NodeJS.Timeout
+  /** Whether a user has anything to replay, asked for every socket of a moment in one call. */
+  private readonly hasPending
   private lastPing = Date.now()
   private sockets = 0
   private frames = 0
@@ -86,6 +90,10 @@ export class LocalHub {
     this.pageSize = options.pageSize ?? 500
     this.heldMax = options.heldMax ?? 100
     this.checkBatch = options.checkBatch ?? 1000
+    this.hasPending = batchLoader<string, boolean>(async userIds => {
+      const pending = new Set(await this.store.pendingRecipients(userIds))
+      return userIds.map(id => pending.has(id))
+    })
     this.timer = setInterval(() => this.tick(), Math.min(this.heartbeatMs, 1000))
     this.timer.unref()
   }
@@ -212,8 +220,12 @@ export class LocalHub {
 
   private async replay (conn: Connection): Promise<void> {
     let cursor = 0
+    // Most sockets have nothing to replay. Asked only once the socket is registered:
+    // what the question does not see commits later, and is published to it live.
+    let nothingPending = !(await this.hasPending.load(conn.userId))
     for (;;) {
-      const page = await this.store.pendingMessages(conn.userId, cursor, this.pageSize)
+      const page = nothingPending ? [] : await this.store.pendingMessages(conn.userId, cursor, this.pageSize)
+      nothingPending = false
       if (conn.closed) return
       const replay = conn.replay as Replay
       for (const message of page) {

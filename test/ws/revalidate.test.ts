@@ -14,6 +14,7 @@ t.test('a resync closes the sockets of removed users with 4003, checking users i
   let queries = 0
   const store = {
     pendingMessages: app.store.pendingMessages.bind(app.store),
+    pendingRecipients: app.store.pendingRecipients.bind(app.store),
     usersPresent (ids: string[]) { queries++; return app.store.usersPresent(ids) }
   }
   const hub = new LocalHub({ store, log: app.log, sendBufferBytes: 1 << 20, heartbeatMs: 60_000, checkBatch: 2 })

@@ -33,7 +33,7 @@ create or replace function gatehouse_token_create(
 ) returns jsonb language plpgsql as $$
 declare v api_tokens;
 begin
-  if not exists (select 1 from users where id = p_user_id) then
+  if not exists (select 1 from users where id = p_user_id and deleted_at is null) then
     return jsonb_build_object('error', 'user_not_found');
   end if;
   insert into api_tokens (id, user_id, created_by, name, expires_at, scopes, sends_per_minute, send_quota, send_quota_remaining)

@@ -113,6 +113,8 @@ for (const backend of testBackends()) {
 
       t.same(await store.deleteUser({ clerkId: 'clerk_doomed' }), [doomed.id])
       t.equal(await store.getUser(doomed.id), null)
+      t.same(await store.getUsers([doomed.id, other.id]).then(found => found.map(u => u.id)), [other.id], 'nor found by the batched lookup of sockets connecting together')
+      t.same(await store.usersPresent([doomed.id, other.id]), [other.id], 'nor present for the re-check of open sockets')
       t.equal(await store.authenticateApiToken(tokenId), null)
       t.same(await store.listTemplates({ organizationId: null, ownerId: doomed.id }), [])
       t.same(await store.findUsers({ clerkId: 'clerk_doomed' }), [], 'no longer found by clerk id')

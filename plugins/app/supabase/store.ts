@@ -269,7 +269,9 @@ function expandReplay (result: SendResult | CompactSendResult, recipientIds: str
     const id = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
     return { id, recipientId, seq: seqs[i] }
   })
-  return { count: result.count, messages, createdAt: result.createdAt, replayed: result.replayed }
+  // Whatever else the first response said (a token's remaining quota) comes back as it was.
+  const { ids: _ids, seqRuns: _seqRuns, recipientsMd5: _md5, ...rest } = result
+  return { ...rest, messages }
 }
 
 export interface NewApiToken {

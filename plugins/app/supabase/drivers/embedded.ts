@@ -20,7 +20,7 @@ const POOL_SIZE = 1
 const RESTART_MAX_DELAY_MS = 5_000
 
 /**
- * The store process is sized for one service at rest (measured with `npm run
+ * The serving store process is sized for one service at rest (measured with `npm run
  * bench:startup-memory`). V8 would grow its young generation to 32 MiB during start;
  * one thread does the work (it runs one statement at a time), so no background
  * compile or GC thread keeps a malloc arena of its own; and glibc returns freed
@@ -87,8 +87,9 @@ export async function createEmbeddedDriver (options: EmbeddedOptions): Promise<E
     const proc = fork(ENTRY, [JSON.stringify({ ...base, prepareOnly })], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       // The inherited flags too: the test runner starts it through its TypeScript loader.
-      execArgv: [...process.execArgv, ...STORE_NODE_FLAGS],
-      env: { ...STORE_ENV, ...process.env }
+      // The short-lived process that creates a DATA_DIR keeps the defaults: it exits, and they make it faster.
+      execArgv: prepareOnly ? process.execArgv : [...process.execArgv, ...STORE_NODE_FLAGS],
+      env: prepareOnly ? process.env : { ...STORE_ENV, ...process.env }
     })
     await new Promise<void>((resolve, reject) => {
       const onMessage = (message: EmbeddedProcessMessage) => {

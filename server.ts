@@ -1,3 +1,5 @@
+// First: holds V8's young generation at its minimum while the modules below load.
+import { startupDone } from './lib/young-generation.js'
 import Fastify from 'fastify'
 import closeWithGrace from 'close-with-grace'
 import app from './app.js'
@@ -34,6 +36,7 @@ closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS }, async ({ signal, err }) => {
 try {
   await server.register(app, { config })
   await server.listen({ port: config.PORT, host: config.HOST })
+  startupDone()
 } catch (error) {
   exitOnOperatorError(error)
   server.log.error({ err: error }, 'failed to start')

@@ -1,5 +1,4 @@
 import fp from 'fastify-plugin'
-import { verifyToken } from '@clerk/backend'
 import type { TokenVerificationError } from '@clerk/backend/errors'
 import type { FastifyInstance } from 'fastify'
 import { ApiError, DependencyUnavailableError, unauthorized } from '../../lib/errors.js'
@@ -25,10 +24,12 @@ const UNAVAILABLE_REASONS = new Set(['jwk-remote-failed-to-load', 'jwk-remote-mi
 
 export default fp(async function clerk (fastify: FastifyInstance) {
   const { CLERK_JWT_KEY: jwtKey, CLERK_SECRET_KEY: secretKey, CLERK_AUTHORIZED_PARTIES: authorizedParties } = fastify.config
+  // @clerk/backend is a large package: a server without Clerk never loads it.
+  const verifyToken = jwtKey || secretKey ? (await import('@clerk/backend')).verifyToken : null
 
   fastify.decorate('clerk', {
     async verifySessionToken (token: string): Promise<ClerkSession> {
-      if (!jwtKey && !secretKey) {
+      if (verifyToken === null) {
         throw new ApiError(503, 'CLERK_NOT_CONFIGURED', 'Clerk verification is not configured (set CLERK_JWT_KEY or CLERK_SECRET_KEY)')
       }
       let claims: { sub?: unknown, sid?: unknown }

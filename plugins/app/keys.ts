@@ -1,7 +1,6 @@
 import fp from 'fastify-plugin'
 import { createCipheriv, createDecipheriv, createPublicKey, generateKeyPairSync, hkdfSync, randomBytes, randomUUID, type KeyObject } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
-import { Redis } from 'ioredis'
 import type { Store } from './supabase/store.js'
 import type { NewSigningKey, PublicJwk, StoredSigningKey } from '../../schemas/keys.js'
 
@@ -131,6 +130,7 @@ const keysChannel = (prefix: string) => `${prefix}keys`
 
 /** Tells every process to read the keys again (the CLI after `keys rotate` and `keys retire`). */
 export async function publishKeysChanged (options: { url: string, prefix: string, timeoutMs: number }): Promise<void> {
+  const { Redis } = await import('ioredis')
   const redis = new Redis(options.url, { connectTimeout: options.timeoutMs, commandTimeout: options.timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null })
   redis.on('error', () => {})
   try {
@@ -162,6 +162,7 @@ export default fp(async function keys (fastify: FastifyInstance) {
   // (the hub manages its subscriptions itself), which reads the keys again after
   // each reconnect in case a notice was missed meanwhile.
   if (config.REDIS_URL) {
+    const { Redis } = await import('ioredis')
     const subscriber = new Redis(config.REDIS_URL, { connectTimeout: config.REDIS_TIMEOUT_MS, retryStrategy: (attempt: number) => Math.min(attempt * 100, 1000) })
     subscriber.on('error', () => {})
     subscriber.on('ready', refresh)

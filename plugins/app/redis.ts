@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import { DependencyUnavailableError } from '../../lib/errors.js'
 
 /**
@@ -32,6 +32,7 @@ export const channels = (prefix: string) => ({ hub: `${prefix}hub`, auth: `${pre
  * of its own that fails rather than waits when Redis is down.
  */
 export async function publishOnce (options: { url: string, timeoutMs: number }, messages: Array<[channel: string, message: unknown]>): Promise<void> {
+  const { Redis } = await import('ioredis')
   const redis = new Redis(options.url, { connectTimeout: options.timeoutMs, commandTimeout: options.timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null })
   redis.on('error', () => {})
   try {
@@ -43,8 +44,12 @@ export async function publishOnce (options: { url: string, timeoutMs: number }, 
 
 export interface RedisOptions { url: string, prefix: string, timeoutMs: number, log: FastifyBaseLogger }
 
-/** Connects lazily and reconnects forever: a process started while Redis is down recovers by itself. */
-export function connectRedis ({ url, prefix, timeoutMs, log }: RedisOptions): RedisConnections & { close (): Promise<void> } {
+/**
+ * Connects lazily and reconnects forever: a process started while Redis is down recovers by itself.
+ * ioredis is loaded here, so a process without REDIS_URL never loads it.
+ */
+export async function connectRedis ({ url, prefix, timeoutMs, log }: RedisOptions): Promise<RedisConnections & { close (): Promise<void> }> {
+  const { Redis } = await import('ioredis')
   const common = {
     connectTimeout: timeoutMs,
     // Back off to one attempt a second: recovery within a second of Redis returning.
@@ -101,7 +106,7 @@ export default fp(async function redis (fastify: FastifyInstance) {
     fastify.decorate('redis', null)
     return
   }
-  const connections = connectRedis({ url: REDIS_URL, prefix: REDIS_KEY_PREFIX, timeoutMs: REDIS_TIMEOUT_MS, log: fastify.log.child({ plugin: 'redis' }) })
+  const connections = await connectRedis({ url: REDIS_URL, prefix: REDIS_KEY_PREFIX, timeoutMs: REDIS_TIMEOUT_MS, log: fastify.log.child({ plugin: 'redis' }) })
   fastify.addHook('onClose', () => connections.close())
   fastify.decorate('redis', connections)
 }, { name: 'redis', dependencies: ['env'] })

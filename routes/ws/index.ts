@@ -6,6 +6,7 @@ import { ApiError, unauthorized } from '../../lib/errors.js'
 import { bearerToken } from '../../plugins/app/auth.js'
 import type { SocketSession } from '../../plugins/app/websocket/index.js'
 import { PONG_FRAME } from '../../plugins/app/websocket/frames.js'
+import { releaseUpgradeRequest } from '../../plugins/external/websocket.js'
 import { errors } from '../../schemas/common.js'
 import { ClientFrameSchema, WsClose, WsQuerySchema, type ClientFrame } from '../../schemas/ws.js'
 
@@ -127,6 +128,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     })
     hub.attach(socket, session)
     releases.get(request.raw)?.()
+    releaseUpgradeRequest(socket, request)
   })
 }
 

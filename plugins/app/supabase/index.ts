@@ -4,7 +4,6 @@ import type { StoreBackend } from '../../../lib/config.js'
 import type { RpcDriver } from './driver.js'
 import { createEmbeddedDriver } from './drivers/embedded.js'
 import { createPostgresDriver } from './drivers/postgres.js'
-import { createSupabaseDriver } from './drivers/supabase.js'
 import { latestMigration, migrate } from './migrate.js'
 import { DependencyUnavailableError, SchemaOutdatedError } from '../../../lib/errors.js'
 import { Store } from './store.js'
@@ -19,7 +18,8 @@ export async function createDriver (backend: StoreBackend, timeoutMs: number, lo
   switch (backend.kind) {
     case 'pglite': return await createEmbeddedDriver({ dataDir: backend.dataDir, optimize: backend.optimize, timeoutMs, onRestart: reason => log?.error(`${reason}: restarting it`) })
     case 'postgres': return createPostgresDriver(backend.url, { timeoutMs })
-    case 'supabase': return createSupabaseDriver(backend.url, backend.serviceRoleKey)
+    // supabase-js (auth, realtime, storage clients) is loaded only for this backend.
+    case 'supabase': return (await import('./drivers/supabase.js')).createSupabaseDriver(backend.url, backend.serviceRoleKey)
   }
 }
 

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import type { TSchema } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import { Webhook, WebhookVerificationError } from 'svix'
+import type { Webhook } from 'svix'
 import { ApiError, badRequest, unauthorized } from '../../../lib/errors.js'
 import { errors } from '../../../schemas/common.js'
 import type { UserInput } from '../../../schemas/users.js'
@@ -32,14 +32,20 @@ function ignored (request: FastifyRequest, event: string, outcome: string) {
   return { success: true as const, ignored: true as const }
 }
 
-/** A svix verifier, or why there is none. An empty or garbled key would make signatures forgeable. */
-function verifier (secret: string | undefined): Webhook | string {
+interface Verifier { webhook: Webhook, isVerificationError (error: unknown): error is Error }
+
+/**
+ * A svix verifier, or why there is none. An empty or garbled key would make signatures forgeable.
+ * svix (its whole API client, some 250 modules) is loaded only when webhooks are configured.
+ */
+async function verifier (secret: string | undefined): Promise<Verifier | string> {
   if (!secret) return 'Clerk webhooks are not configured: set CLERK_WEBHOOK_SECRET'
   const key = secret.replace(/^whsec_/, '')
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(key) || Buffer.from(key, 'base64').length < 16) {
     return 'CLERK_WEBHOOK_SECRET is not a valid signing secret (copy it from the Clerk dashboard)'
   }
-  return new Webhook(secret)
+  const { Webhook, WebhookVerificationError } = await import('svix')
+  return { webhook: new Webhook(secret), isVerificationError: (error): error is Error => error instanceof WebhookVerificationError }
 }
 
 /** `public_metadata` keys in snake_case, as the users table has them, or camelCase. */
@@ -83,7 +89,7 @@ export function userInputFromClerk (user: ClerkUser): UserInput {
  */
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   const { store, hub } = fastify
-  const webhook = verifier(fastify.config.CLERK_WEBHOOK_SECRET)
+  const webhook = await verifier(fastify.config.CLERK_WEBHOOK_SECRET)
   if (typeof webhook === 'string' && fastify.config.CLERK_WEBHOOK_SECRET) fastify.log.error(webhook)
 
   fastify.removeContentTypeParser('application/json')
@@ -104,13 +110,13 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     const raw = typeof request.body === 'string' ? request.body : ''
     let payload: unknown
     try {
-      payload = webhook.verify(raw, {
+      payload = webhook.webhook.verify(raw, {
         'svix-id': request.headers['svix-id'] ?? '',
         'svix-timestamp': request.headers['svix-timestamp'] ?? '',
         'svix-signature': request.headers['svix-signature'] ?? ''
       })
     } catch (error) {
-      if (error instanceof WebhookVerificationError) throw unauthorized(`Invalid webhook signature: ${error.message}`)
+      if (webhook.isVerificationError(error)) throw unauthorized(`Invalid webhook signature: ${error.message}`)
       if (error instanceof SyntaxError) throw new ApiError(400, 'INVALID_JSON', 'Request body is not valid JSON')
       throw error
     }

@@ -48,11 +48,15 @@ class Arrivals {
   private count = 0
   private target = Infinity
   private done: () => void = () => {}
+  /** When the first frame of the current round arrived (performance.now()). */
+  first = 0
   hit () {
+    if (this.first === 0) this.first = performance.now()
     if (++this.count === this.target) this.done()
   }
 
   until (more: number): Promise<void> {
+    this.first = 0
     return new Promise(resolve => {
       this.target = this.count + more
       this.done = resolve
@@ -169,6 +173,7 @@ async function gatehouse (): Promise<{ endToEnd: Subject, hubOnly: Subject }> {
       if (res.status !== 200) throw new Error(`send-bulk answered ${res.status}: ${await res.text()}`)
       await all
       const elapsed = performance.now() - start
+      firstFrame.push(arrivals.first - start)
       await settle()
       return elapsed
     },
@@ -197,6 +202,8 @@ async function gatehouse (): Promise<{ endToEnd: Subject, hubOnly: Subject }> {
   return { endToEnd, hubOnly }
 }
 
+/** POST send-bulk -> first client has its frame, per run. */
+const firstFrame: number[] = []
 // Both servers up at once and their runs interleaved, so drift on a shared machine hits all alike.
 const subjects = { bare: await bare(), ...await gatehouse() }
 const times: Record<keyof typeof subjects, number[]> = { bare: [], hubOnly: [], endToEnd: [] }
@@ -214,3 +221,4 @@ console.log(`  heap per connected client, both ends: bare ws ${kib(subjects.bare
 console.log(line('bare ws server, broadcast one frame', times.bare))
 console.log(line('gatehouse hub.publish of a stored batch', times.hubOnly))
 console.log(line('gatehouse POST send-bulk -> all received', times.endToEnd))
+console.log(line('gatehouse POST send-bulk -> first received', firstFrame))

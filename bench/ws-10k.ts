@@ -76,7 +76,7 @@ async function parent () {
   await driver.sql!.query("insert into users (id, organization_id) select 'u' || g, 'bench' from generate_series(1, $1::int) g", [CLIENTS])
   await driver.sql!.query("insert into users (id, organization_id) values ('sender', 'bench')")
 
-  const config = loadConfig({ LOG_LEVEL: 'warn', JWT_SECRET: 'bench-secret-bench-secret-bench-secret', RATE_LIMIT_MAX: '100000000', WS_TOKEN_TTL: '600' })
+  const config = loadConfig({ LOG_LEVEL: 'warn', JWT_SECRET: 'bench-secret-bench-secret-bench-secret', RATE_LIMIT_MAX: '100000000', WS_CONNECT_RATE_MAX: '100000000', WS_TOKEN_TTL: '600' })
   const server = Fastify(serverOptions(config, { logger: false }))
   await server.register(app, { config, driver })
   await server.listen({ port: 0, host: '127.0.0.1' })

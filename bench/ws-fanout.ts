@@ -124,7 +124,7 @@ async function bare (): Promise<Subject> {
 
 async function gatehouse (): Promise<{ endToEnd: Subject, hubOnly: Subject }> {
   const config = {
-    ...loadConfig({ LOG_LEVEL: 'warn', JWT_SECRET: 'bench-secret-bench-secret-bench-secret', RATE_LIMIT_MAX: '100000000', MAX_RECIPIENTS: String(Math.max(CLIENTS, 10_000)) }),
+    ...loadConfig({ LOG_LEVEL: 'warn', JWT_SECRET: 'bench-secret-bench-secret-bench-secret', RATE_LIMIT_MAX: '100000000', WS_CONNECT_RATE_MAX: '100000000', MAX_RECIPIENTS: String(Math.max(CLIENTS, 10_000)) }),
     store: process.env.DATABASE_URL ? { kind: 'postgres' as const, url: process.env.DATABASE_URL } : { kind: 'pglite' as const, dataDir: null }
   }
   const server: FastifyInstance = Fastify(serverOptions(config, { logger: false, pluginTimeout: 120_000 }))

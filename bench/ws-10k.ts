@@ -28,7 +28,10 @@ const CLIENTS = Number(values.clients)
 const RUNS = Number(values.runs)
 
 type ToChild = { type: 'connect', url: string, tickets: string[] } | { type: 'expect', count: number }
-type ToParent = { type: 'connected' } | { type: 'first' } | { type: 'received' } | { type: 'error', message: string }
+// `at`: when the frame arrived, on the clock both processes share (the server is too busy to note it itself).
+type ToParent = { type: 'connected' } | { type: 'first', at: number } | { type: 'received', at: number } | { type: 'error', message: string }
+
+const now = () => performance.timeOrigin + performance.now()
 
 /** The client side: opens every socket, acks what it receives, reports when a round is complete. */
 function child () {
@@ -51,8 +54,8 @@ function child () {
           if (frame.type === 'ready') return resolve()
           if (frame.type !== 'message') return
           ws.send(JSON.stringify({ type: 'ack', ids: [frame.id] }))
-          if (++received === 1) send({ type: 'first' })
-          if (received === expected) send({ type: 'received' })
+          if (++received === 1) send({ type: 'first', at: now() })
+          if (received === expected) send({ type: 'received', at: now() })
         })
       }))).catch(error => send({ type: 'error', message: String(error) }))
     }
@@ -89,12 +92,12 @@ async function parent () {
 
   const before = memory()
   const clients = fork(fileURLToPath(import.meta.url), ['--child'], { stdio: 'inherit' })
-  const next = (type: ToParent['type']) => new Promise<void>((resolve, reject) => {
+  const next = (type: ToParent['type']) => new Promise<ToParent>((resolve, reject) => {
     const onMessage = (message: ToParent) => {
       if (message.type === 'error') reject(new Error(message.message))
       if (message.type !== type) return
       clients.off('message', onMessage)
-      resolve()
+      resolve(message)
     }
     clients.on('message', onMessage)
   })
@@ -113,17 +116,15 @@ async function parent () {
     clients.send({ type: 'expect', count: CLIENTS } satisfies ToChild)
     const first = next('first')
     const received = next('received')
-    const start = performance.now()
+    const start = now()
     const res = await fetch(`http://${base}/api/messages/send-bulk`, {
       method: 'POST',
       headers: { authorization: `Bearer ${apiToken}`, 'content-type': 'application/json' },
       body: JSON.stringify({ recipientIds, content: `run ${run}: ${'x'.repeat(200)}` })
     })
     if (res.status !== 200) throw new Error(`send-bulk answered ${res.status}`)
-    await first
-    firsts.push(performance.now() - start)
-    await received
-    times.push(performance.now() - start)
+    firsts.push((await first as { at: number }).at - start)
+    times.push((await received as { at: number }).at - start)
     peakRss = Math.max(peakRss, process.memoryUsage().rss)
   }
 

@@ -22,6 +22,7 @@ import WebSocket, { WebSocketServer } from 'ws'
 import app from '../app.js'
 import { loadConfig } from '../lib/config.js'
 import { serverOptions } from '../lib/server-options.js'
+import { batchOf } from '../plugins/app/websocket/index.js'
 
 const { values } = parseArgs({
   options: {
@@ -191,7 +192,7 @@ async function gatehouse (): Promise<{ endToEnd: Subject, hubOnly: Subject }> {
       if (!outcome.ok) throw new Error('store refused the send')
       const all = arrivals.until(CLIENTS)
       const start = performance.now()
-      await server.hub.publish({ senderId: sender!.id, content: CONTENT, templateId: null, createdAt: outcome.result.createdAt, messages: outcome.result.messages })
+      await server.hub.publish(batchOf({ senderId: sender!.id, content: CONTENT, templateId: null }, outcome.result))
       await all
       const elapsed = performance.now() - start
       await settle()

@@ -163,7 +163,7 @@ export class Store {
 
   // Messages
   async send (input: SendInput): Promise<SendOutcome> {
-    const result = await this.call<SendResult & { error?: string, ids?: string[] }>('gatehouse_send', {
+    const result = await this.call<StoredSend & { error?: string, ids?: string[] }>('gatehouse_send', {
       p_sender: input.senderId,
       p_sender_org: input.senderOrganizationId,
       p_is_admin: input.senderIsAdmin,
@@ -175,7 +175,9 @@ export class Store {
     })
     if (result.error === 'invalid_recipients') return { ok: false, error: 'invalid_recipients', ids: result.ids ?? [] }
     if (result.error === 'idempotency_mismatch') return { ok: false, error: 'idempotency_mismatch' }
-    return { ok: true, result }
+    // A retry of an Idempotency-Key has the first send's body, so the same recipients in the same order.
+    const messages = result.messages ?? input.recipientIds.map(recipientId => ({ id: result.id as string, recipientId }))
+    return { ok: true, result: { count: Number(result.count), messages, seqs: result.seqs ?? [], createdAt: result.createdAt, replayed: result.replayed } }
   }
 
   /** Unacknowledged messages after `afterSeq`, oldest first. */
@@ -214,6 +216,19 @@ export class Store {
   }
 
   close () { return this.driver.close() }
+}
+
+/**
+ * gatehouse_send's answer: the send's id (every message's) and the seqs in recipient
+ * order, or, replaying a response stored before 20261122010000, its messages.
+ */
+interface StoredSend {
+  id?: string
+  count: number
+  createdAt: string
+  replayed: boolean
+  seqs?: number[]
+  messages?: SendResult['messages']
 }
 
 /** A place in an inbox: the writing transaction and seq of the last message read; `xact` null for a seq-only cursor from older versions. */

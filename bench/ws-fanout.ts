@@ -22,6 +22,7 @@ import WebSocket, { WebSocketServer } from 'ws'
 import app from '../app.js'
 import { loadConfig } from '../lib/config.js'
 import { serverOptions } from '../lib/server-options.js'
+import { batchOf } from '../plugins/app/websocket/index.js'
 
 const { values } = parseArgs({
   options: {
@@ -48,11 +49,15 @@ class Arrivals {
   private count = 0
   private target = Infinity
   private done: () => void = () => {}
+  /** When the first frame of the current round arrived (performance.now()). */
+  first = 0
   hit () {
+    if (this.first === 0) this.first = performance.now()
     if (++this.count === this.target) this.done()
   }
 
   until (more: number): Promise<void> {
+    this.first = 0
     return new Promise(resolve => {
       this.target = this.count + more
       this.done = resolve
@@ -107,7 +112,9 @@ async function bare (): Promise<Subject> {
       const frame = JSON.stringify({ type: 'message', id: randomUUID(), senderId: 'bench-sender', content: CONTENT, createdAt: new Date().toISOString() })
       const all = arrivals.until(CLIENTS)
       const start = performance.now()
+      const cpu = process.cpuUsage()
       for (const ws of wss.clients) ws.send(frame)
+      fanOutCpu.bare.push(cpuMs(cpu))
       await all
       return performance.now() - start
     },
@@ -169,6 +176,7 @@ async function gatehouse (): Promise<{ endToEnd: Subject, hubOnly: Subject }> {
       if (res.status !== 200) throw new Error(`send-bulk answered ${res.status}: ${await res.text()}`)
       await all
       const elapsed = performance.now() - start
+      firstFrame.push(arrivals.first - start)
       await settle()
       return elapsed
     },
@@ -186,7 +194,9 @@ async function gatehouse (): Promise<{ endToEnd: Subject, hubOnly: Subject }> {
       if (!outcome.ok) throw new Error('store refused the send')
       const all = arrivals.until(CLIENTS)
       const start = performance.now()
-      await server.hub.publish({ senderId: sender!.id, content: CONTENT, templateId: null, createdAt: outcome.result.createdAt, messages: outcome.result.messages })
+      const cpu = process.cpuUsage()
+      await server.hub.publish(batchOf({ senderId: sender!.id, content: CONTENT, templateId: null }, outcome.result))
+      fanOutCpu.hubOnly.push(cpuMs(cpu))
       await all
       const elapsed = performance.now() - start
       await settle()
@@ -197,6 +207,17 @@ async function gatehouse (): Promise<{ endToEnd: Subject, hubOnly: Subject }> {
   return { endToEnd, hubOnly }
 }
 
+/**
+ * CPU time of handing every socket its frame (the writes happen within the call):
+ * on a shared machine it moves far less than the time until the clients have it.
+ */
+const fanOutCpu = { bare: [] as number[], hubOnly: [] as number[] }
+const cpuMs = (since: NodeJS.CpuUsage) => {
+  const { user, system } = process.cpuUsage(since)
+  return (user + system) / 1000
+}
+/** POST send-bulk -> first client has its frame, per run. */
+const firstFrame: number[] = []
 // Both servers up at once and their runs interleaved, so drift on a shared machine hits all alike.
 const subjects = { bare: await bare(), ...await gatehouse() }
 const times: Record<keyof typeof subjects, number[]> = { bare: [], hubOnly: [], endToEnd: [] }
@@ -214,3 +235,6 @@ console.log(`  heap per connected client, both ends: bare ws ${kib(subjects.bare
 console.log(line('bare ws server, broadcast one frame', times.bare))
 console.log(line('gatehouse hub.publish of a stored batch', times.hubOnly))
 console.log(line('gatehouse POST send-bulk -> all received', times.endToEnd))
+console.log(line('gatehouse POST send-bulk -> first received', firstFrame))
+console.log(`  CPU to write every socket its frame: bare ws ${ms(median(fanOutCpu.bare))}, gatehouse hub.publish ${ms(median(fanOutCpu.hubOnly))}` +
+  ` x${(median(fanOutCpu.hubOnly) / median(fanOutCpu.bare)).toFixed(2)}`)

@@ -11,6 +11,7 @@
 
 /** A delivered message, as in the server's `{type:"message"}` frame. */
 export interface Message {
+  /** The send's id: unique among this user's messages; the other recipients of the same send see it too. */
   id: string
   senderId: string
   content: string

@@ -40,7 +40,8 @@ export function asyncApiDocument (version: string) {
         'Authentication happens before the upgrade (see GET /ws in the OpenAPI document at /docs/json): ' +
         'a single-use ticket in `?token=`, an access token in `Authorization: Bearer`, or the `access_token` cookie ' +
         'from an origin in CORS_ORIGINS. The server sends `ready` first, then every unacknowledged message oldest ' +
-        'first, then live ones, with no gap. Delivery is at least once: de-duplicate by `id` and acknowledge.\n\n' +
+        'first, then live ones, with no gap. Delivery is at least once: de-duplicate by `id` and acknowledge. ' +
+        'A message\'s `id` is its send\'s: unique among one user\'s messages, shared by every recipient of the send.\n\n' +
         'Close codes (reconnect with a new ticket and jittered backoff on any but 4003):\n\n' +
         '| code | meaning |\n|---|---|\n' + closeCodes
     },

@@ -17,7 +17,10 @@ export type StoredMessage = Static<typeof StoredMessageSchema>
 /** What the store returns for one accepted send. */
 export interface SendResult {
   count: number
-  messages: Array<{ id: string, recipientId: string, seq: number }>
+  /** One per distinct recipient; a send's messages share one id (before 20261122010000 each had its own). */
+  messages: Array<{ id: string, recipientId: string }>
+  /** Each message's place in its recipient's queue, in the order of `messages`; empty for a replayed send, which delivers nothing. */
+  seqs: number[]
   createdAt: string
   replayed: boolean
   /** For a token with a send quota: the quota, and what is left of it after this send. */
@@ -85,7 +88,11 @@ export const SendResponseSchema = Type.Object({
   success: Type.Literal(true),
   count: Type.Integer({ description: 'Messages stored, one per distinct recipient' }),
   messages: Type.Array(Type.Object({ id: Uuid, recipientId: Type.String() }))
-}, { $id: 'SendResponse', title: 'SendResponse', description: 'Stored and delivered to connected recipients: one message id per distinct recipient' })
+}, {
+  $id: 'SendResponse',
+  title: 'SendResponse',
+  description: "Stored and delivered to connected recipients: one message per distinct recipient, all with the send's id (each recipient acknowledges it for themselves)"
+})
 export type SendResponse = Static<typeof SendResponseSchema>
 
 export const InboxQuerySchema = Type.Object({

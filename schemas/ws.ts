@@ -54,7 +54,7 @@ export type ReadyFrame = Static<typeof ReadyFrameSchema>
 
 export const MessageFrameSchema = Type.Object({
   type: Type.Literal('message'),
-  id: Type.String({ format: 'uuid' }),
+  id: Type.String({ format: 'uuid', description: "The send's id: unique among this user's messages, the same for every recipient of one send; acknowledge by it" }),
   senderId: Type.String(),
   content: Type.String(),
   templateId: Type.Optional(Type.String({ format: 'uuid' })),

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import { ApiError, unprocessable } from '../../lib/errors.js'
 import type { Caller } from './auth.js'
 import type { SendResult } from '../../schemas/messages.js'
+import { batchOf } from './websocket/index.js'
 
 export interface SendRequest {
   caller: Caller
@@ -138,7 +139,7 @@ export default fp(async function messaging (fastify: FastifyInstance) {
     const { result } = outcome
     if (!result.replayed) {
       try {
-        await fastify.hub.publish({ senderId: user.id, content, templateId, createdAt: result.createdAt, messages: result.messages })
+        await fastify.hub.publish(batchOf({ senderId: user.id, content, templateId }, result))
       } catch (err) {
         // Stored messages are replayed when their recipients (re)connect, so the send still succeeded.
         log.error({ err, senderId: user.id, count: result.count }, 'live delivery failed; messages stay stored for replay')

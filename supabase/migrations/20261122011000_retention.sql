@@ -1,20 +1,19 @@
 -- Retention: data that does not grow forever, and user deletion that cannot time out.
 --
 -- What this relies on from the message tables (and nothing else of their layout):
---   messages: seq (primary key), body_id (-> message_bodies, on delete cascade),
---             recipient_id (-> users, on delete cascade), acked_at (null until acked),
---             and the index on (recipient_id, xact, seq) to walk a deleted user's inbox;
+--   messages: seq (primary key), body_id and recipient_id (a body's or a user's
+--             messages are deleted with it by the triggers of the cheap-rows migration),
+--             acked_at (null until acked), the index on (body_id, recipient_id), and the
+--             one on (recipient_id, xact, seq) to walk a deleted user's inbox;
 --   message_bodies: id, created_at; a body and all its messages are written in one
 --             transaction (gatehouse_send), so a committed body without messages is orphaned;
---   idempotency_keys: caller_id, key, created_at, response (what gatehouse_send
---             returns: {count, messages: [{id: uuid, recipientId, seq}], createdAt, replayed}).
+--   idempotency_keys: caller_id, key, created_at (responses are already small: one id per send).
 
 -- Indexes foreign keys and pruning need: without them deleting a user scans
--- api_tokens and templates, deleting a body scans messages, and pruning scans
--- every table it prunes.
+-- api_tokens and templates, and pruning scans every table it prunes (a body's
+-- messages are found by messages_body_recipient_idx).
 create index if not exists api_tokens_created_by_idx on api_tokens (created_by);
 create index if not exists templates_owner_idx on templates (owner_id);
-create index if not exists messages_body_idx on messages (body_id);
 create index if not exists messages_acked_idx on messages (acked_at) where acked_at is not null;
 create index if not exists message_bodies_created_idx on message_bodies (created_at, id);
 create index if not exists idempotency_keys_created_idx on idempotency_keys (created_at);
@@ -109,41 +108,6 @@ begin
 exception when unique_violation then
   return jsonb_build_object('error', 'conflict');
 end $$;
-
--- Idempotency responses, compact. A stored response's messages become their ids,
--- 16 bytes each in base64 ("ids"), and their seqs as runs [first, length]
--- ("seqRuns"; one run when nothing interleaved the send). Recipients are not
--- stored: a replay carries the same request (its hash is checked first), whose
--- recipients are the messages' in order, and the service rebuilds the response
--- from them; "recipientsMd5" (of the recipient ids joined by newlines) lets it
--- check that order rather than trust it. A 10,000-recipient response shrinks from
--- about 1 MB to about 215 kB. A response in another shape is stored as it is.
-create or replace function gatehouse_idempotency_compact() returns trigger
-language plpgsql as $$
-declare v_messages jsonb := new.response->'messages';
-begin
-  if jsonb_typeof(v_messages) is distinct from 'array' or exists (
-    select 1 from jsonb_array_elements(v_messages) e
-    where jsonb_typeof(e->'seq') is distinct from 'number' or jsonb_typeof(e->'recipientId') is distinct from 'string'
-       or (e->>'id') !~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$') then
-    return new;
-  end if;
-  new.response := (new.response - 'messages') || jsonb_build_object(
-    'ids', (select coalesce(translate(encode(string_agg(uuid_send((e->>'id')::uuid), ''::bytea order by ord), 'base64'), E'\n', ''), '')
-            from jsonb_array_elements(v_messages) with ordinality x (e, ord)),
-    'seqRuns', (select coalesce(jsonb_agg(jsonb_build_array(first, n) order by first), '[]'::jsonb)
-                from (select min(seq) as first, count(*) as n
-                      from (select (e->>'seq')::bigint as seq, (e->>'seq')::bigint - ord as run
-                            from jsonb_array_elements(v_messages) with ordinality x (e, ord)) s
-                      group by run) r),
-    'recipientsMd5', (select md5(string_agg(e->>'recipientId', E'\n' order by ord))
-                      from jsonb_array_elements(v_messages) with ordinality x (e, ord)));
-  return new;
-end $$;
-
-drop trigger if exists gatehouse_idempotency_compact on idempotency_keys;
-create trigger gatehouse_idempotency_compact before insert or update of response on idempotency_keys
-  for each row execute function gatehouse_idempotency_compact();
 
 -- When the next pruning run is due, and how far the sweep for orphaned bodies got.
 create table if not exists gatehouse_prune_state (

@@ -43,10 +43,11 @@ begin
     'user', (select gatehouse_user_json(u) from users u where u.id = p_user_id));
 end $$;
 
--- gatehouse_send as in the inbox migration, plus p_token_id: the sending API token,
--- whose quota (if it has one) pays for the send. Also returns
--- {"error": "quota_exhausted", "sendQuota": n} and, for a token with a quota,
--- "sendQuotaRemaining" after this send (a replay answers the first response's).
+-- gatehouse_send as in the cheap-rows migration (one id per send, seqs in recipient
+-- order), plus p_token_id: the sending API token, whose quota (if it has one) pays
+-- for the send. Also returns {"error": "quota_exhausted", "sendQuota": n} and, for a
+-- token with a quota, "sendQuotaRemaining" after this send (a replay answers the
+-- first response's). A user being deleted is no longer a valid recipient.
 drop function if exists gatehouse_send(text, text, boolean, text[], text, uuid, text, text);
 create or replace function gatehouse_send(
   p_sender text, p_sender_org text, p_is_admin boolean, p_recipients text[],
@@ -57,12 +58,13 @@ declare
   v_existing idempotency_keys;
   v_bad jsonb;
   v_body message_bodies;
-  v_messages jsonb;
+  v_seqs jsonb;
   v_result jsonb;
   v_quota integer;
   v_remaining integer;
 begin
-  -- Readers take this lock exclusively to learn that no send is in flight (gatehouse_inbox).
+  -- Readers take this lock exclusively to learn that no send is in flight (gatehouse_inbox),
+  -- and a user's deletion to wait for the sends that found the user (gatehouse_users_deleted).
   -- Held from before this transaction's first write until it commits: a transaction that
   -- wrote earlier could commit rows with an xid older than a cursor already handed out.
   if pg_current_xact_id_if_assigned() is not null then
@@ -86,11 +88,12 @@ begin
     end if;
   end if;
 
+  -- Every recipient is checked here, before anything is written: no foreign key checks each row.
   select coalesce(jsonb_agg(r order by ord), '[]'::jsonb) into v_bad
   from unnest(p_recipients) with ordinality as t(r, ord)
   where not exists (
     select 1 from users u
-    where u.id = t.r and (p_is_admin or u.id = p_sender or (p_sender_org is not null and u.organization_id = p_sender_org)));
+    where u.id = t.r and u.deleted_at is null and (p_is_admin or u.id = p_sender or (p_sender_org is not null and u.organization_id = p_sender_org)));
   if jsonb_array_length(v_bad) > 0 then
     if p_idempotency_key is not null then
       delete from idempotency_keys where caller_id = p_sender and key = p_idempotency_key;
@@ -119,22 +122,24 @@ begin
   values (p_sender, p_content, p_template_id)
   returning * into v_body;
 
+  -- Rows are inserted in the order of p_recipients, and one statement draws its seqs in
+  -- increasing order: ordered by seq, they are in the order of p_recipients.
   with inserted as (
     insert into messages (body_id, recipient_id)
     select v_body.id, r from unnest(p_recipients) with ordinality as t(r, ord) order by ord
-    returning id, seq, recipient_id)
-  select coalesce(jsonb_agg(jsonb_build_object('id', id, 'recipientId', recipient_id, 'seq', seq) order by seq), '[]'::jsonb)
-    into v_messages from inserted;
+    returning seq)
+  select coalesce(jsonb_agg(seq order by seq), '[]'::jsonb) into v_seqs from inserted;
 
-  v_result := jsonb_build_object('count', jsonb_array_length(v_messages), 'messages', v_messages,
-    'createdAt', gatehouse_iso(v_body.created_at), 'replayed', false);
+  -- What a retry with the same key and body answers: its recipients are the same.
+  v_result := jsonb_build_object('id', v_body.id, 'count', jsonb_array_length(v_seqs),
+    'createdAt', gatehouse_iso(v_body.created_at));
   if v_quota is not null then
     v_result := v_result || jsonb_build_object('sendQuota', v_quota, 'sendQuotaRemaining', v_remaining);
   end if;
   if p_idempotency_key is not null then
     update idempotency_keys set response = v_result where caller_id = p_sender and key = p_idempotency_key;
   end if;
-  return v_result;
+  return v_result || jsonb_build_object('seqs', v_seqs, 'replayed', false);
 end $$;
 
 create or replace function gatehouse_schema_version() returns jsonb

@@ -5,6 +5,7 @@ import { GatehouseClient, type ClientOptions, type ClientStatus, type FetchLike,
 import { accessTokenFor, buildApp, createUser } from '../helpers/app.js'
 import type { User } from '../../schemas/users.js'
 import { listen, sendDirect } from '../ws/helpers.js'
+import { batchOf } from '../../plugins/app/websocket/index.js'
 
 /** A client under test: what it handed over, its statuses, and the frames it saw on the wire. */
 function start (t: Test, options: Omit<ClientOptions, 'onMessage'>, before: (message: Message) => void = () => {}) {
@@ -77,7 +78,7 @@ t.test('client', async t => {
       senderId: sender.id, senderOrganizationId: sender.organizationId, senderIsAdmin: false, recipientIds: [user.id], content: 'twice', templateId: null, idempotencyKey: null, requestHash: null
     })
     if (!outcome.ok) throw new Error('send refused')
-    const batch = { senderId: sender.id, content: 'twice', templateId: null, createdAt: outcome.result.createdAt, messages: outcome.result.messages }
+    const batch = batchOf({ senderId: sender.id, content: 'twice', templateId: null }, outcome.result)
     await app.hub.publish(batch)
     await app.hub.publish(batch)
     const [after] = await sendDirect(app, sender, [user.id], 'after')
@@ -96,7 +97,7 @@ t.test('client', async t => {
         senderId: sender.id, senderOrganizationId: sender.organizationId, senderIsAdmin: false, recipientIds: [user.id], content, templateId: null, idempotencyKey: null, requestHash: null
       })
       if (!outcome.ok) throw new Error('send refused')
-      batches.push({ senderId: sender.id, content, templateId: null, createdAt: outcome.result.createdAt, messages: outcome.result.messages })
+      batches.push(batchOf({ senderId: sender.id, content, templateId: null }, outcome.result))
     }
     for (const batch of [batches[0], batches[1], batches[1], batches[0]]) await app.hub.publish(batch)
     await c.until(() => c.wire.filter(f => f.type === 'message').length === 4 && c.handled.length >= 3)

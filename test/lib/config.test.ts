@@ -27,6 +27,11 @@ t.test('every bad variable is named in one error', async t => {
   t.equal(error.problems.filter(p => p.startsWith('LOG_LEVEL')).length, 1, 'one line per variable')
 })
 
+t.test('MAX_RECIPIENTS is capped at 100,000', async t => {
+  t.equal(loadConfig({ JWT_SECRET: SECRET, MAX_RECIPIENTS: '100000' }).MAX_RECIPIENTS, 100_000)
+  t.throws(() => loadConfig({ JWT_SECRET: SECRET, MAX_RECIPIENTS: '100001' }), /MAX_RECIPIENTS/)
+})
+
 t.test('production requires JWT_SECRET', async t => {
   const error = t.throws(() => loadConfig({ NODE_ENV: 'production' })) as ConfigError
   t.match(error.message, /JWT_SECRET: required in production/)

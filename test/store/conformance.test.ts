@@ -304,7 +304,8 @@ for (const backend of testBackends()) {
       const result = await sent({ ...sendFrom(sender), recipientIds: [colleague.id, sender.id] })
       t.match(result, { count: 2, createdAt: ISO, replayed: false })
       t.same(result.messages.map(m => m.recipientId), [colleague.id, sender.id])
-      for (const message of result.messages) t.match(message, { id: UUID, seq: Number })
+      for (const message of result.messages) t.match(message, { id: UUID })
+      t.match(result.seqs, [Number, Number])
     })
 
     t.test('admins may send to anyone', async t => {
@@ -325,7 +326,7 @@ for (const backend of testBackends()) {
       const first = await sent(keyed)
       t.equal(first.replayed, false)
       const replay = await sent(keyed)
-      t.same(replay, { ...first, replayed: true }, 'the same response')
+      t.same(replay, { ...first, seqs: [], replayed: true }, 'the same response, and nothing to deliver')
       t.equal((await store.inbox(recipient.id, null, 10)).length, 1, 'stored once')
 
       t.same(await store.send({ ...keyed, requestHash: 'hash-2' }), { ok: false, error: 'idempotency_mismatch' })
@@ -359,10 +360,13 @@ for (const backend of testBackends()) {
       const result = await sent({ ...sendFrom(sender), recipientIds, content: 'to everyone' })
       t.equal(result.count, 10_000)
       t.ok(result.messages.map(m => m.recipientId).every((id, i) => id === recipientIds[i]), 'in the order given')
-      t.equal(new Set(result.messages.map(m => m.id)).size, 10_000, 'one id per message')
-      t.ok(result.messages.every((m, i) => i === 0 || m.seq > result.messages[i - 1].seq), 'delivery order follows')
-      const last = recipientIds[9_999]
-      t.match(await store.pendingMessages(last, 0, 10), [{ id: result.messages[9_999].id, content: 'to everyone', senderId: 'bulk_1' }])
+      t.equal(new Set(result.messages.map(m => m.id)).size, 1, 'one id, the send\'s, for every recipient\'s message')
+      t.equal(result.seqs.length, 10_000)
+      t.ok(result.seqs.every((seq, i) => i === 0 || seq > result.seqs[i - 1]), 'delivery order follows')
+      for (const i of [0, 4_999, 9_999]) {
+        t.match(await store.pendingMessages(recipientIds[i], 0, 10), [{ id: result.messages[i].id, seq: result.seqs[i], content: 'to everyone', senderId: 'bulk_1' }],
+          'each seq is its recipient\'s message')
+      }
     })
 
     t.test('pending and inbox list oldest first from a cursor; ack removes from pending', async t => {

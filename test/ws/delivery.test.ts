@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap'
 import { apiTokenFor, buildApp, createUser } from '../helpers/app.js'
 import { testBackends } from '../helpers/backends.js'
+import { batchOf } from '../../plugins/app/websocket/index.js'
 import { listen, Peer, sendDirect, ticketFor, wsUrl } from './helpers.js'
 
 for (const backend of testBackends()) {
@@ -83,6 +84,45 @@ for (const backend of testBackends()) {
         const [frame] = await peers[i].messages(1)
         t.match(frame, { id: messages.find(m => m.recipientId === user.id)?.id, senderId: sender.id, content: 'over http' })
       }
+    })
+
+    t.test('a bulk send is one message id, and the same text frame on every socket', async t => {
+      const users = [await createUser(app), await createUser(app), await createUser(app)]
+      const peers = [...await Promise.all(users.map(user => connect(t, user))), await connect(t, users[0])]
+      const { token } = await apiTokenFor(app, sender)
+      const res = await app.inject({
+        method: 'POST',
+        url: '/api/messages/send-bulk',
+        headers: { authorization: `Bearer ${token}` },
+        payload: { recipientIds: users.map(u => u.id), content: 'one frame for all' }
+      })
+      t.equal(res.statusCode, 200)
+      const { messages } = res.json() as { messages: Array<{ id: string, recipientId: string }> }
+      t.same(messages.map(m => m.recipientId), users.map(u => u.id), 'one message per recipient')
+      const [id] = messages.map(m => m.id)
+      t.ok(messages.every(m => m.id === id), 'every recipient\'s message has the send\'s id')
+      for (const peer of peers) t.match(await peer.messages(1), [{ id, content: 'one frame for all' }])
+      const frames = peers.map(peer => peer.wire.at(-1))
+      t.ok(frames.every(frame => frame?.binary === false), 'text frames')
+      t.equal(new Set(frames.map(frame => frame?.text)).size, 1, 'the same bytes on every socket')
+
+      // Acked by one recipient, the message is still pending for the others.
+      peers[1].ack([id])
+      while ((await app.store.pendingMessages(users[1].id, 0, 10)).length > 0) await new Promise(resolve => setTimeout(resolve, 10))
+      t.match(await app.store.pendingMessages(users[2].id, 0, 10), [{ id }], 'another recipient\'s ack acks nothing of theirs')
+    })
+
+    t.test('a batch with one id per message (from a process of the previous version) reaches each recipient with its own id', async t => {
+      const users = [await createUser(app), await createUser(app)]
+      const peers = await Promise.all(users.map(user => connect(t, user)))
+      const outcome = await app.store.send({
+        senderId: sender.id, senderOrganizationId: sender.organizationId, senderIsAdmin: false, recipientIds: users.map(u => u.id), content: 'mixed', templateId: null, idempotencyKey: null, requestHash: null
+      })
+      if (!outcome.ok) throw new Error('send refused')
+      const batch = batchOf({ senderId: sender.id, content: 'mixed', templateId: null }, outcome.result)
+      const ownIds = [crypto.randomUUID(), crypto.randomUUID()]
+      await app.hub.publish({ ...batch, messages: batch.messages.map((m, i) => ({ ...m, id: ownIds[i] })) })
+      for (const [i, peer] of peers.entries()) t.match(await peer.messages(1), [{ id: ownIds[i], content: 'mixed' }])
     })
   })
 }

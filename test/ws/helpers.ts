@@ -4,6 +4,7 @@ import type { Test } from 'tap'
 import WebSocket, { type ClientOptions } from 'ws'
 import type { User } from '../../schemas/users.js'
 import type { MessageFrame, ServerFrame } from '../../schemas/ws.js'
+import { batchOf } from '../../plugins/app/websocket/index.js'
 
 /** Guards every wait so a missing frame fails the test with a message instead of hanging it. */
 const WAIT_MS = 15_000
@@ -33,9 +34,12 @@ export class Peer {
   private readonly frames: ServerFrame[] = []
   private wake: (() => void) | null = null
   readonly closed: Promise<Closed>
+  /** Every frame as it came over the wire: its text, and whether it was sent as binary. */
+  readonly wire: Array<{ text: string, binary: boolean }> = []
 
   private constructor (readonly ws: WebSocket) {
-    ws.on('message', data => {
+    ws.on('message', (data, binary) => {
+      this.wire.push({ text: data.toString(), binary })
       this.frames.push(JSON.parse(data.toString()))
       this.wake?.()
     })
@@ -131,7 +135,7 @@ export async function sendDirect (app: FastifyInstance, sender: User, recipientI
   })
   if (!outcome.ok) throw new Error(`send refused: ${outcome.error}`)
   const { result } = outcome
-  await app.hub.publish({ senderId: sender.id, content, templateId: null, createdAt: result.createdAt, messages: result.messages })
+  await app.hub.publish(batchOf({ senderId: sender.id, content, templateId: null }, result))
   return recipientIds.map(id => (result.messages.find(m => m.recipientId === id) as { id: string }).id)
 }
 

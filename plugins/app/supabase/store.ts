@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { ApiError, DependencyUnavailableError } from '../../../lib/errors.js'
 import type { User, UserInput } from '../../../schemas/users.js'
 import type { ApiScope, ApiToken } from '../../../schemas/tokens.js'
@@ -174,7 +173,7 @@ export class Store {
 
   // Messages
   async send (input: SendInput): Promise<SendOutcome> {
-    const result = await this.call<SendResult & { error?: string, ids?: string[] }>('gatehouse_send', {
+    const result = await this.call<StoredSend & { error?: string, ids?: string[] }>('gatehouse_send', {
       p_sender: input.senderId,
       p_sender_org: input.senderOrganizationId,
       p_is_admin: input.senderIsAdmin,
@@ -188,7 +187,10 @@ export class Store {
     if (result.error === 'invalid_recipients') return { ok: false, error: 'invalid_recipients', ids: result.ids ?? [] }
     if (result.error === 'idempotency_mismatch') return { ok: false, error: 'idempotency_mismatch' }
     if (result.error === 'quota_exhausted') return { ok: false, error: 'quota_exhausted', sendQuota: Number(result.sendQuota) }
-    return { ok: true, result: expandReplay(result, input.recipientIds) }
+    // A retry of an Idempotency-Key has the first send's body, so the same recipients in the same order.
+    const { id, messages: stored, seqs, count, ...rest } = result
+    const messages = stored ?? input.recipientIds.map(recipientId => ({ id: id as string, recipientId }))
+    return { ok: true, result: { ...rest, count: Number(count), messages, seqs: seqs ?? [] } }
   }
 
   /** Unacknowledged messages after `afterSeq`, oldest first. */
@@ -248,32 +250,6 @@ export type PruneOutcome =
   | { ran: false, reason: 'busy' | 'not_due', nextAt?: string }
   | { ran: true, more: boolean, acked: number, unacked: number, userMessages: number, users: number, bodies: number, idempotencyKeys: number }
 
-/** A stored idempotent response as gatehouse_idempotency_compact keeps it. */
-interface CompactSendResult { count: number, createdAt: string, replayed: boolean, ids: string, seqRuns: Array<[number, number]>, recipientsMd5: string }
-
-/**
- * A replayed response is stored without its recipients and with its message ids packed
- * (see the retention migration): the request, the same as the first one, gives the
- * recipients back in order. Responses stored before that come back whole.
- */
-function expandReplay (result: SendResult | CompactSendResult, recipientIds: string[]): SendResult {
-  if (!('ids' in result)) return result
-  const ids = Buffer.from(result.ids, 'base64')
-  const seqs = result.seqRuns.flatMap(([first, length]) => Array.from({ length }, (_, i) => Number(first) + i))
-  const order = createHash('md5').update(recipientIds.join('\n')).digest('hex')
-  if (ids.length !== recipientIds.length * 16 || seqs.length !== recipientIds.length || result.count !== recipientIds.length || order !== result.recipientsMd5) {
-    throw new Error('a stored idempotent response does not match its request')
-  }
-  const messages = recipientIds.map((recipientId, i) => {
-    const hex = ids.toString('hex', i * 16, i * 16 + 16)
-    const id = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
-    return { id, recipientId, seq: seqs[i] }
-  })
-  // Whatever else the first response said (a token's remaining quota) comes back as it was.
-  const { ids: _ids, seqRuns: _seqRuns, recipientsMd5: _md5, ...rest } = result
-  return { ...rest, messages }
-}
-
 export interface NewApiToken {
   id: string
   userId: string
@@ -283,6 +259,22 @@ export interface NewApiToken {
   scopes?: readonly ApiScope[] | null
   sendsPerMinute?: number | null
   sendQuota?: number | null
+}
+
+/**
+ * gatehouse_send's answer: the send's id (every message's) and the seqs in recipient
+ * order, or, replaying a response stored before 20261122010000, its messages.
+ */
+interface StoredSend {
+  id?: string
+  count: number
+  createdAt: string
+  replayed: boolean
+  seqs?: number[]
+  messages?: SendResult['messages']
+  /** For a token with a send quota: the quota, and what is left after the first send. */
+  sendQuota?: number
+  sendQuotaRemaining?: number
 }
 
 /** A place in an inbox: the writing transaction and seq of the last message read; `xact` null for a seq-only cursor from older versions. */

@@ -6,6 +6,7 @@ import { LocalHub } from './local.js'
 import { memoryTransport, type Transport } from './transport.js'
 import { redisTransport } from './redis-transport.js'
 import { AckWriter } from './acks.js'
+import type { SendResult } from '../../../schemas/messages.js'
 
 /** One accepted send, as the messaging plugin hands it to delivery. */
 export interface MessageBatch {
@@ -14,6 +15,18 @@ export interface MessageBatch {
   templateId: string | null
   createdAt: string
   messages: Array<{ id: string, recipientId: string, seq: number }>
+}
+
+/** The batch that delivers a stored send: its messages, each with its seq. */
+export function batchOf (send: { senderId: string, content: string, templateId: string | null }, result: SendResult): MessageBatch {
+  const { seqs } = result
+  return {
+    senderId: send.senderId,
+    content: send.content,
+    templateId: send.templateId,
+    createdAt: result.createdAt,
+    messages: result.messages.map(({ id, recipientId }, i) => ({ id, recipientId, seq: seqs[i] }))
+  }
 }
 
 /** Who an authenticated socket belongs to, and until when (ms since epoch; null: no limit). */

@@ -6,7 +6,13 @@ import type { MessageBatch } from './index.js'
 import { messageFrame, messageTail, readyFrame } from './frames.js'
 import { batchLoader } from '../../../lib/batch.js'
 
-interface Held { seq: number, frame: string }
+/** A text frame's payload: a string, or UTF-8 already encoded once for every recipient of a send. */
+type Frame = string | Buffer
+
+/** Sent as a text frame whatever the payload's type. */
+const TEXT = { binary: false }
+
+interface Held { seq: number, frame: Frame }
 
 /**
  * While a socket replays, live messages wait in `held`, or only their lowest seq
@@ -130,15 +136,25 @@ export class LocalHub {
     })
   }
 
-  /** Delivers a batch to the recipients connected here, one frame string per message. */
+  /**
+   * Delivers a batch to the recipients connected here. A send's messages share
+   * one id, so their frame is serialized and encoded once and the same bytes go
+   * to every socket (batches from older processes, one id per message, get one
+   * frame per message).
+   */
   deliver (batch: MessageBatch): void {
     let tail: string | undefined
+    let frameId: string | undefined
+    let frame: Buffer | undefined
     for (const message of batch.messages) {
       const conns = this.users.get(message.recipientId)
       if (conns === undefined) continue
-      tail ??= messageTail(batch)
-      const frame = messageFrame(message.id, tail)
-      for (const conn of conns) this.offer(conn, message.seq, frame)
+      if (message.id !== frameId) {
+        tail ??= messageTail(batch)
+        frame = Buffer.from(messageFrame(message.id, tail))
+        frameId = message.id
+      }
+      for (const conn of conns) this.offer(conn, message.seq, frame as Buffer)
     }
   }
 
@@ -253,7 +269,7 @@ export class LocalHub {
   }
 
   /** A live message for one socket: sent now, or held while the socket still replays. */
-  private offer (conn: Connection, seq: number, frame: string): void {
+  private offer (conn: Connection, seq: number, frame: Frame): void {
     if (conn.replayed.includes(seq)) return
     const replay = conn.replay
     if (replay === null) {
@@ -275,7 +291,7 @@ export class LocalHub {
    * the socket to flush. A reader that stopped altogether stops answering
    * pings and is dropped by the heartbeat.
    */
-  private async sendPaced (conn: Connection, frame: string): Promise<boolean> {
+  private async sendPaced (conn: Connection, frame: Frame): Promise<boolean> {
     if (conn.closed) return false
     if (conn.socket.bufferedAmount < this.sendBufferBytes / 2) return this.send(conn, frame)
     const { socket } = conn
@@ -285,16 +301,16 @@ export class LocalHub {
         resolve()
       }
       socket.once('close', flushed)
-      socket.send(frame, flushed)
+      socket.send(frame, TEXT, flushed)
     })
     this.frames++
     return !conn.closed
   }
 
   /** False when the socket is gone or was closed for reading too slowly. */
-  private send (conn: Connection, frame: string): boolean {
+  private send (conn: Connection, frame: Frame): boolean {
     if (conn.closed) return false
-    conn.socket.send(frame)
+    conn.socket.send(frame, TEXT)
     this.frames++
     if (conn.socket.bufferedAmount > this.sendBufferBytes) {
       // Its messages stay unacknowledged in the store and are replayed on reconnect.

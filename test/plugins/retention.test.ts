@@ -25,7 +25,7 @@ t.test('the service prunes by itself every PRUNE_INTERVAL_MS, and logs what went
   if (!outcome.ok) throw new Error(outcome.error)
   const [{ id }] = outcome.result.messages
   t.equal(await app.store.ack(reader.id, [id]), 1)
-  await driver.sql.query("update messages set acked_at = now() - interval '2 hours' where id = $1", [id])
+  await driver.sql.query("update messages set acked_at = now() - interval '2 hours' where body_id = $1 and recipient_id = $2", [id, reader.id])
 
   await eventually('the acknowledged message pruned', async () => (await app.store.inbox(reader.id, null, 10)).length === 0, 30_000)
   await eventually('the run logged', async () => lines.some(line => line.includes('pruned expired data')), 30_000)

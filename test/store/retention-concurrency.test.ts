@@ -90,9 +90,9 @@ t.test('sends racing with pruning keep every message and body', async t => {
   await pruneRun(pruner, settings)
 
   const rows = await sql.query<{ id: string, content: string }>(
-    'select m.id::text as id, b.content from messages m join message_bodies b on b.id = m.body_id')
+    "select m.body_id::text || ':' || m.recipient_id as id, b.content from messages m join message_bodies b on b.id = m.body_id")
   const stored = new Map(rows.map(r => [r.id, r.content]))
-  const expected = sent.flatMap(r => r.messages.map(m => m.id))
+  const expected = sent.flatMap(r => r.messages.map(m => `${m.id}:${m.recipientId}`))
   t.equal(stored.size, expected.length, 'nothing else is left')
   t.ok(expected.every(id => stored.has(id)), 'every message sent meanwhile is kept, with its body')
   t.same(await sql.query("select count(*)::int as n from message_bodies where content <> 'new' and content not like 'new %'"), [{ n: 0 }],

@@ -35,17 +35,22 @@ for (const backend of testBackends()) {
       if (!outcome.ok) throw new Error(outcome.error)
       return outcome.result
     }
+    // A message's id is its send's (the body's id), so a message is (id, recipient).
+    type Sent = SendResult['messages'][number]
+    const key = (m: Sent) => `${m.id}:${m.recipientId}`
     /** Moves a send (its body) `days` into the past. */
     const sentDaysAgo = (result: SendResult, days: number) => sql.query(
-      'update message_bodies set created_at = now() - make_interval(days => $2) where id = (select body_id from messages where id = $1)',
+      'update message_bodies set created_at = now() - make_interval(days => $2) where id = $1',
       [result.messages[0].id, days])
     /** Acknowledges messages `days` ago. */
-    const ackedDaysAgo = (ids: string[], days: number) => sql.query(
-      'update messages set acked_at = now() - make_interval(days => $2) where id = any ($1::uuid[])', [ids, days])
-    const messageIds = async () => (await sql.query<{ id: string }>('select id::text as id from messages order by seq')).map(r => r.id)
+    const ackedDaysAgo = (messages: Sent[], days: number) => sql.query(
+      `update messages m set acked_at = now() - make_interval(days => $3)
+         from unnest($1::uuid[], $2::text[]) as a (id, recipient_id)
+        where m.body_id = a.id and m.recipient_id = a.recipient_id`,
+      [messages.map(m => m.id), messages.map(m => m.recipientId), days])
+    const messageIds = async () => (await sql.query<{ id: string }>("select body_id::text || ':' || recipient_id as id from messages order by seq")).map(r => r.id)
     const bodyIds = async () => (await sql.query<{ id: string }>('select id::text as id from message_bodies order by id')).map(r => r.id)
-    const bodyOf = async (result: SendResult) =>
-      (await sql.query<{ id: string }>('select body_id::text as id from messages where id = $1', [result.messages[0].id]))[0].id
+    const bodyOf = async (result: SendResult) => result.messages[0].id
 
     t.test('deletes exactly what is past its lifetime, in batches', async t => {
       const sender = await user()
@@ -53,9 +58,9 @@ for (const backend of testBackends()) {
 
       // Acknowledged 8 days ago: gone. Acknowledged a day ago: kept.
       const oldAcked = await send(sender, [alice.id])
-      await ackedDaysAgo([oldAcked.messages[0].id], 8)
+      await ackedDaysAgo([oldAcked.messages[0]], 8)
       const recentAcked = await send(sender, [alice.id])
-      await ackedDaysAgo([recentAcked.messages[0].id], 1)
+      await ackedDaysAgo([recentAcked.messages[0]], 1)
       // Sent 91 days ago and never acknowledged: gone. Sent 89 days ago: kept.
       const stale = await send(sender, [alice.id])
       await sentDaysAgo(stale, 91)
@@ -63,12 +68,12 @@ for (const backend of testBackends()) {
       await sentDaysAgo(waiting, 89)
       // One body, two recipients: Alice's copy goes, Bob's (unacknowledged, recent) keeps the body.
       const shared = await send(sender, [alice.id, bob.id])
-      await ackedDaysAgo([shared.messages[0].id], 8)
+      await ackedDaysAgo([shared.messages[0]], 8)
       // 25 more old acknowledged messages, to see batches of 10.
       const many = await send(sender, Array.from({ length: 25 }, (_, i) => i % 2 === 0 ? alice.id : bob.id).slice(0, 2))
       const more: SendResult[] = [many]
       for (let i = 0; i < 23; i++) more.push(await send(sender, [bob.id]))
-      await ackedDaysAgo(more.flatMap(r => r.messages.map(m => m.id)), 30)
+      await ackedDaysAgo(more.flatMap(r => r.messages), 30)
       // A body without messages, as deleted users used to leave behind.
       const [{ id: orphan }] = await sql.query<{ id: string }>("insert into message_bodies (sender_id, content, created_at) values ('x', 'orphan', now() - interval '100 days') returning id::text as id")
       // Idempotency keys: two days old goes, an hour old stays.
@@ -79,7 +84,7 @@ for (const backend of testBackends()) {
 
       const messagesBefore = await messageIds()
       const bodiesBefore = await bodyIds()
-      const goneMessages = [oldAcked, stale, ...more].flatMap(r => r.messages.map(m => m.id)).concat(shared.messages[0].id)
+      const goneMessages = [oldAcked, stale, ...more].flatMap(r => r.messages.map(key)).concat(key(shared.messages[0]))
       const goneBodies = [orphan, await bodyOf(oldAcked), await bodyOf(stale), ...await Promise.all(more.map(bodyOf))]
 
       const first = await store.prune({ ...settings, batch: 10 })
@@ -103,7 +108,7 @@ for (const backend of testBackends()) {
     t.test('0 keeps messages for good', async t => {
       const [sender, carol] = [await user(), await user()]
       const acked = await send(sender, [carol.id])
-      await ackedDaysAgo([acked.messages[0].id], 3000)
+      await ackedDaysAgo([acked.messages[0]], 3000)
       const unacked = await send(sender, [carol.id])
       await sentDaysAgo(unacked, 3000)
       await pruneRun(store, { ...settings, ackedTtl: 0, unackedTtl: 0 })
@@ -114,7 +119,7 @@ for (const backend of testBackends()) {
       const [sender, dave, erin] = [await user(), await user(), await user()]
       const keyed = { idempotencyKey: 'replay-key', requestHash: 'hash' }
       const first = await send(sender, [dave.id, erin.id], keyed)
-      await ackedDaysAgo(first.messages.map(m => m.id), 8)
+      await ackedDaysAgo(first.messages, 8)
       await sql.query("update idempotency_keys set created_at = now() - interval '23 hours' where key = 'replay-key'")
       await pruneRun(store, settings)
       t.same(await store.inbox(dave.id, null, 10), [], 'the messages are gone')

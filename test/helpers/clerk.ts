@@ -1,5 +1,6 @@
-import { generateKeyPairSync } from 'node:crypto'
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto'
 import { createSigner } from 'fast-jwt'
+import { Webhook } from 'svix'
 
 /** A stand-in Clerk instance: an RSA key pair signing session tokens shaped like Clerk's. */
 export function clerkIssuer () {
@@ -25,6 +26,27 @@ export function clerkIssuer () {
       }
       for (const key of Object.keys(payload)) if (payload[key] === undefined) delete payload[key]
       return sign(payload)
+    }
+  }
+}
+
+/** A fresh Clerk webhook signing secret, in svix's format. */
+export const webhookSecret = () => `whsec_${randomBytes(24).toString('base64')}`
+
+/** An inject() request delivering `body` to the Clerk webhook, signed with `secret` as svix signs, under a new delivery id. */
+export function signedClerkDelivery (secret: string, body: unknown) {
+  const payload = JSON.stringify(body)
+  const id = `msg_${randomUUID()}`
+  const at = new Date()
+  return {
+    method: 'POST' as const,
+    url: '/api/webhooks/clerk',
+    payload,
+    headers: {
+      'content-type': 'application/json',
+      'svix-id': id,
+      'svix-timestamp': String(Math.floor(at.getTime() / 1000)),
+      'svix-signature': new Webhook(secret).sign(id, at, payload)
     }
   }
 }

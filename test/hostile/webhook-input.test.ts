@@ -1,27 +1,12 @@
 import t from 'tap'
-import { randomBytes, randomUUID } from 'node:crypto'
-import { Webhook } from 'svix'
+import { randomUUID } from 'node:crypto'
 import { buildApp } from '../helpers/app.js'
+import { signedClerkDelivery, webhookSecret } from '../helpers/clerk.js'
 
-const SECRET = `whsec_${randomBytes(24).toString('base64')}`
+const SECRET = webhookSecret()
 
 /** A correctly signed Clerk delivery: the signature is no excuse for bad data. */
-function delivery (body: unknown) {
-  const payload = JSON.stringify(body)
-  const id = `msg_${randomUUID()}`
-  const at = new Date()
-  return {
-    method: 'POST' as const,
-    url: '/api/webhooks/clerk',
-    payload,
-    headers: {
-      'content-type': 'application/json',
-      'svix-id': id,
-      'svix-timestamp': String(Math.floor(at.getTime() / 1000)),
-      'svix-signature': new Webhook(SECRET).sign(id, at, payload)
-    }
-  }
-}
+const delivery = (body: unknown) => signedClerkDelivery(SECRET, body)
 
 const user = (clerkId: string, data: Record<string, unknown>) => ({
   type: 'user.created',

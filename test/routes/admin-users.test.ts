@@ -1,15 +1,15 @@
-import { randomBytes, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import t from 'tap'
-import { Webhook } from 'svix'
 import { accessTokenFor, apiTokenFor, buildApp, createUser } from '../helpers/app.js'
 import { testBackends } from '../helpers/backends.js'
+import { signedClerkDelivery, webhookSecret } from '../helpers/clerk.js'
 
 const url = '/api/admin/users'
-const SECRET = `whsec_${randomBytes(24).toString('base64')}`
+const SECRET = webhookSecret()
 
 /** A `user.created` delivery as Clerk sends it, signed as svix does. */
 function clerkUserCreated (clerkId: string, email: string) {
-  const payload = JSON.stringify({
+  return signedClerkDelivery(SECRET, {
     object: 'event',
     type: 'user.created',
     timestamp: Date.now(),
@@ -25,19 +25,6 @@ function clerkUserCreated (clerkId: string, email: string) {
       updated_at: Date.now()
     }
   })
-  const id = `msg_${randomUUID()}`
-  const at = new Date()
-  return {
-    method: 'POST' as const,
-    url: '/api/webhooks/clerk',
-    payload,
-    headers: {
-      'content-type': 'application/json',
-      'svix-id': id,
-      'svix-timestamp': String(Math.floor(at.getTime() / 1000)),
-      'svix-signature': new Webhook(SECRET).sign(id, at, payload)
-    }
-  }
 }
 
 for (const backend of testBackends()) {

@@ -1,32 +1,18 @@
-import { randomBytes, randomUUID } from 'node:crypto'
 import t from 'tap'
-import { Webhook } from 'svix'
 import { createPostgresDriver } from '../../plugins/app/supabase/drivers/postgres.js'
 import { migrate } from '../../plugins/app/supabase/migrate.js'
 import { accessTokenFor, apiTokenFor, buildApp, createUser } from '../helpers/app.js'
 import { freshDatabase, requireDatabaseUrl } from '../helpers/backends.js'
+import { signedClerkDelivery, webhookSecret } from '../helpers/clerk.js'
 import { listen, Peer, sendDirect, ticketFor, wsUrl } from '../ws/helpers.js'
 
-const SECRET = `whsec_${randomBytes(24).toString('base64')}`
+const SECRET = webhookSecret()
 /** Far below what deleting 500,000 messages in one statement takes (0.3 to 1 s here), far above a batch of 500. */
 const STORE_TIMEOUT_MS = 200
 const INBOX = 500_000
 
 function userDeleted (clerkId: string) {
-  const payload = JSON.stringify({ object: 'event', type: 'user.deleted', data: { id: clerkId, object: 'user', deleted: true } })
-  const id = `msg_${randomUUID()}`
-  const at = new Date()
-  return {
-    method: 'POST' as const,
-    url: '/api/webhooks/clerk',
-    payload,
-    headers: {
-      'content-type': 'application/json',
-      'svix-id': id,
-      'svix-timestamp': String(Math.floor(at.getTime() / 1000)),
-      'svix-signature': new Webhook(SECRET).sign(id, at, payload)
-    }
-  }
+  return signedClerkDelivery(SECRET, { object: 'event', type: 'user.deleted', data: { id: clerkId, object: 'user', deleted: true } })
 }
 
 t.test('deleting a user with a large inbox within a small store timeout: refused at once, data gone in batches', async t => {

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest, preHandlerHookHandler } from 'fastify'
 import { ApiError } from '../../lib/errors.js'
+import type { LimiterOptions } from '../external/rate-limit.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -21,13 +22,15 @@ const WINDOW_MS = 60_000
  * like every rate limit here), this process's memory otherwise.
  */
 export default fp(async function tokenLimits (fastify: FastifyInstance) {
-  const check = fastify.createRateLimit({
+  const options: LimiterOptions = {
     timeWindow: WINDOW_MS,
-    // Only called for callers with a token and a limit (below). Keys apart from the
-    // per-address budget's, which are IP addresses.
-    keyGenerator: (request: FastifyRequest) => `token-sends:${request.caller!.tokenId!}`,
+    // In Redis: `<REDIS_KEY_PREFIX>rate:token-sends:<token id>`, apart from the per-address budget's keys.
+    nameSpace: 'token-sends:',
+    // Only called for callers with a token and a limit (below).
+    keyGenerator: (request: FastifyRequest) => request.caller!.tokenId!,
     max: (request: FastifyRequest) => request.caller!.sendsPerMinute!
-  })
+  }
+  const check = fastify.createRateLimit(options)
 
   fastify.decorate('limitSends', async function limitSends (request: FastifyRequest, reply) {
     const perMinute = request.caller?.sendsPerMinute

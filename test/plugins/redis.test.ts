@@ -66,6 +66,29 @@ t.test('two apps on the shared Redis behave as one service', async t => {
     t.equal((await refused(wsUrl(baseTwo, ticketFor(two, leaving)))).statusCode, 401)
   })
 
+  t.test('a token\'s sends a minute are counted in Redis under rate:token-sends:<token id>', async t => {
+    const id = crypto.randomUUID()
+    await one.store.createApiToken({ id, userId: sender.id, createdBy: null, name: null, expiresAt: null, sendsPerMinute: 5 })
+    const token = one.tokens.issueApi(id, sender.id, null)
+    for (const app of [one, two]) {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/api/messages/send-private',
+        headers: { authorization: `Bearer ${token}` },
+        payload: { recipientId: recipient.id, content: 'counted' }
+      })
+      t.equal(res.statusCode, 200, res.body)
+    }
+    const reader = new Redis(env.REDIS_URL)
+    t.after(() => reader.quit())
+    const key = `${env.REDIS_KEY_PREFIX}rate:token-sends:${id}`
+    t.equal(await reader.get(key), '2', 'one count for both apps, under the token\'s own name')
+    const ttl = await reader.pttl(key)
+    t.ok(ttl > 0 && ttl <= 60_000, 'for the minute')
+    const keys = await reader.keys(`${env.REDIS_KEY_PREFIX}rate:*`)
+    t.same(keys.filter(k => k.includes('undefined')), [], 'no key named after a missing route')
+  })
+
   t.test('/ready names both dependencies', async t => {
     const res = await one.inject('/ready')
     t.same(res.json(), { status: 'ready', checks: { store: 'ok', redis: 'ok' } })

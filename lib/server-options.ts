@@ -4,7 +4,7 @@ import type { FastifyError, FastifyHttpOptions, FastifyInstance, FastifyReply, F
 import { AjvCompiler } from '@fastify/ajv-compiler'
 import type { Config } from './config.js'
 import { toErrorBody } from './errors.js'
-import { loggerOptions } from './logger.js'
+import { loggerOptions, RequestLog } from './logger.js'
 
 /** pino-pretty is a development dependency: a production install logs plain JSON even on a terminal. */
 function hasPrettyPrinter (): boolean {
@@ -71,6 +71,7 @@ function clientErrorHandler (this: FastifyInstance, error: NodeJS.ErrnoException
 export function serverOptions (config: Config, overrides: Partial<FastifyServerOptions> = {}): FastifyHttpOptions<Server> {
   return {
     logger: loggerOptions(config.LOG_LEVEL, process.stdout.isTTY && config.NODE_ENV !== 'production' && hasPrettyPrinter()),
+    logController: new RequestLog(),
     bodyLimit: config.BODY_LIMIT,
     // A hop count is valid at run time (proxy-addr) though Fastify's types omit it.
     trustProxy: config.TRUST_PROXY as FastifyServerOptions['trustProxy'],

@@ -93,7 +93,7 @@ t.test('logs never contain a token: not from Authorization, cookies, nor ?token=
   await app.inject({ method: 'GET', url: '/websocket-token/', headers: { authorization: 'Bearer garbage.garbage.garbage' } })
 
   const log = lines.join('')
-  t.ok(log.includes('incoming request'), 'requests were logged')
+  t.ok(log.includes('request completed'), 'requests were logged')
   t.ok(log.includes('[REDACTED]'), 'query tokens are replaced')
   for (const [name, secret] of [['access token', access], ['ws ticket', ticket], ['garbled token', 'garbage.garbage.garbage']]) {
     t.notOk(log.includes(secret), `${name} is not in the logs`)
@@ -108,8 +108,16 @@ t.test('probes and metrics are not logged per request at the default level; othe
   for (const url of ['/health', '/ready', '/metrics']) t.equal((await app.inject(url)).statusCode, 200, url)
   t.same(lines.filter(line => /"url":"\/(health|ready|metrics)"/.test(line)), [], 'no line for a probe')
 
-  await app.inject('/nope')
-  t.ok(lines.some(line => line.includes('"url":"/nope"') && line.includes('incoming request')), 'an ordinary request is logged')
+  await app.inject({ url: '/nope?x=1', headers: { 'x-request-id': 'probe-1' } })
+  const logged = lines.map(line => JSON.parse(line)).filter(entry => entry.reqId === 'probe-1')
+  t.equal(logged.length, 1, 'an ordinary request is logged, in one line when it completes')
+  t.match(logged[0], {
+    level: 30,
+    msg: 'request completed',
+    req: { method: 'GET', url: '/nope?x=1', requestId: 'probe-1' },
+    res: { statusCode: 404 },
+    responseTime: Number
+  }, 'the one line names the request and its outcome')
 })
 
 t.test('CORS lets only the configured origins call with credentials', async t => {

@@ -65,10 +65,11 @@ async function app (fastify: FastifyInstance, opts: AppOptions) {
   // Requests that arrive while the server closes get a 503 in the envelope, and their connection closes.
   let closing = false
   fastify.addHook('preClose', async () => { closing = true })
-  fastify.addHook('onRequest', async function refuseWhileClosing (_request, reply) {
-    if (!closing) return
+  // Callback style, as every hook on the path of every request: no promise to settle.
+  fastify.addHook('onRequest', function refuseWhileClosing (_request, reply, done) {
+    if (!closing) return done()
     reply.header('connection', 'close')
-    throw new ApiError(503, 'SERVER_CLOSING', 'Server is shutting down, retry shortly')
+    done(new ApiError(503, 'SERVER_CLOSING', 'Server is shutting down, retry shortly'))
   })
 
   await fastify.register(helmet)

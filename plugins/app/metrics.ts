@@ -40,11 +40,12 @@ export default fp(async function metrics (fastify: FastifyInstance) {
   })
 
   fastify.decorate('metrics', registry)
-  fastify.addHook('onResponse', async (request, reply) => {
+  fastify.addHook('onResponse', function observe (request, reply, done) {
     // The route pattern, never the raw URL: URLs hold ids and query tokens.
     const route = request.routeOptions.url ?? 'unmatched'
     duration.observe({ method: request.method, route, status: reply.statusCode }, reply.elapsedTime / 1000)
     if (reply.statusCode >= 500) errors.inc({ route })
+    done()
   })
 
   if (fastify.config.METRICS === 'off') return

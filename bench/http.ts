@@ -45,9 +45,9 @@ interface Sample { rps: number, cpuPerRequest: number }
  * the load of the moment; CPU time per request hardly does, and the ratio of two
  * of them is the throughput ratio the routes would have on a core of their own.
  */
-async function measure (url: string, headers: Record<string, string> = {}): Promise<Sample> {
+async function measure (url: string, headers: Record<string, string> = {}, body?: string): Promise<Sample> {
   const before = process.cpuUsage()
-  const result = await autocannon({ url, headers, duration, connections })
+  const result = await autocannon({ url, headers, duration, connections, ...(body === undefined ? {} : { method: 'POST', body }) })
   const used = process.cpuUsage(before)
   if (result.non2xx > 0 || result.errors > 0) throw new Error(`${url}: ${result.non2xx} non-2xx, ${result.errors} errors`)
   return { rps: result.requests.average, cpuPerRequest: (used.user + used.system) / result.requests.total }
@@ -75,13 +75,20 @@ const access = server.tokens.issueAccess(user!).token
 const apiId = crypto.randomUUID()
 await server.store.createApiToken({ id: apiId, userId: user!.id, createdBy: null, name: 'bench', expiresAt: null })
 const api = server.tokens.issueApi(apiId, user!.id, null)
+// Introspection needs an administrator's token; it reads the presented token's record from the store every time.
+const admin = await server.store.upsertUser({ id: 'bench-admin', email: 'admin@example.com', name: 'Bench admin', role: 'admin' })
+const adminApiId = crypto.randomUUID()
+await server.store.createApiToken({ id: adminApiId, userId: admin!.id, createdBy: null, name: 'bench-admin', expiresAt: null })
+const adminApi = server.tokens.issueApi(adminApiId, admin!.id, null)
 
 const bareUrl = `http://127.0.0.1:${(bare.server.address() as { port: number }).port}/`
 const base = `http://127.0.0.1:${(server.server.address() as { port: number }).port}`
-const allRoutes: Array<[string, string, Record<string, string>]> = [
+const allRoutes: Array<[string, string, Record<string, string>, string?]> = [
   ['GET /health (full app, no auth)', `${base}/health`, {}],
   ['GET /websocket-token/ (verify + user lookup + sign)', `${base}/websocket-token/`, { authorization: `Bearer ${access}` }],
-  ['GET /api/templates (API token + one store query for the list)', `${base}/api/templates`, { authorization: `Bearer ${api}` }]
+  ['GET /api/templates (API token + one store query for the list)', `${base}/api/templates`, { authorization: `Bearer ${api}` }],
+  ['POST /api/tokens/introspect (API token + one store call for the token introspected)', `${base}/api/tokens/introspect`,
+    { authorization: `Bearer ${adminApi}`, 'content-type': 'application/json' }, JSON.stringify({ token: api })]
 ]
 const routes = allRoutes.filter(([name]) => name.includes(values.only))
 
@@ -91,7 +98,7 @@ for (const [name] of routes) samples[name] = []
 for (let run = 0; run < runs; run++) {
   // Interleave so drift on a shared machine hits every route alike.
   samples.bare.push(await measure(bareUrl))
-  for (const [name, url, headers] of routes) samples[name].push(await measure(url, headers))
+  for (const [name, url, headers, body] of routes) samples[name].push(await measure(url, headers, body))
 }
 const bareRps = median(samples.bare.map(s => s.rps))
 const bareCpu = median(samples.bare.map(s => s.cpuPerRequest))

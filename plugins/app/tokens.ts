@@ -23,6 +23,8 @@ export interface WsTicketClaims { sub: string, jti: string, exp: number, /** whe
 export interface ApiClaims { sub: string, jti: string, exp?: number }
 interface ClaimsByKind { access: AccessClaims, ws: WsTicketClaims, api: ApiClaims }
 
+const KIND_BY_AUDIENCE = new Map(Object.entries(TOKEN_KINDS).map(([kind, audience]) => [audience as string, kind as TokenKind]))
+
 /** The `exp` claim of a token this service just signed. */
 function expiresAtSeconds (token: string): number {
   return (JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()) as { exp: number }).exp
@@ -134,6 +136,21 @@ export class TokenService {
     const payload: Record<string, unknown> = { sub: userId }
     if (expiresAt) payload.exp = Math.floor(expiresAt.getTime() / 1000)
     return this.ns('api').sign(payload, { jti: tokenId })
+  }
+
+  /**
+   * The kind a token names in its audience, read without verifying anything: only to
+   * choose which kind's verifier then checks it (signature, issuer, that audience,
+   * expiry), rather than letting each kind's verifier fail in turn, each failure an
+   * exception. null: not a token of ours.
+   */
+  claimedKind (token: string): TokenKind | null {
+    try {
+      const { aud } = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { aud?: unknown }
+      return KIND_BY_AUDIENCE.get(aud as string) ?? null
+    } catch {
+      return null
+    }
   }
 
   /** Verifies signature, issuer, audience (the kind) and expiry; any failure is a 401. */

@@ -90,7 +90,16 @@ t.test('bad input is refused and creates nothing', async t => {
   t.match(tooBig.json(), { success: false, code: 'CONTENT_TOO_LARGE', details: { maxContentBytes: 16384 } })
   t.same((await call(app, token, 'GET', '')).json().templates, [])
 
-  for (const [name, authorization] of [['no token', undefined], ['a ws ticket', `Bearer ${app.tokens.issueWsTicket(user.id).token}`]] as const) {
+  // Both kinds are accepted here: the audience a token names picks the one kind it is verified as.
+  const [header, payload, signature] = accessTokenFor(app, user).split('.')
+  const relabelled = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload, 'base64url').toString()), aud: 'gatehouse:api', jti: randomUUID() })).toString('base64url')
+  t.equal((await app.inject({ method: 'GET', url: '/api/templates', headers: { authorization: `Bearer ${accessTokenFor(app, user)}` } })).statusCode, 200, 'an access token')
+  for (const [name, authorization] of [
+    ['no token', undefined],
+    ['a ws ticket', `Bearer ${app.tokens.issueWsTicket(user.id).token}`],
+    ['an access token relabelled as an API token', `Bearer ${header}.${relabelled}.${signature}`],
+    ['not a token', 'Bearer abc.def.ghi']
+  ] as const) {
     const res = await app.inject({ method: 'GET', url: '/api/templates', headers: authorization ? { authorization } : {} })
     t.equal(res.statusCode, 401, name)
     t.equal(res.json().error, 'Unauthorized: Missing or invalid token')

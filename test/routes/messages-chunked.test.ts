@@ -60,6 +60,10 @@ function sendInput (user: User, recipientIds: string[], content: string, idempot
   }
 }
 
+/** A recipient's socket, ready. */
+const open = async (t: Test, base: string, app: FastifyInstance, user: { id: string }) =>
+  await Peer.ready(t, wsUrl(base, app.tokens.issueWsTicket(user.id).token))
+
 const idOf = (res: LightMyRequestResponse) => (res.json().messages as Array<{ id: string }>)[0].id
 
 for (const backend of testBackends()) {
@@ -67,7 +71,7 @@ for (const backend of testBackends()) {
     const { driver, sql } = await backend.open(t)
     const app = await buildApp(t, { driver, env })
     const base = await listen(app)
-    const connect = async (t: Test, user: { id: string }) => await Peer.ready(t, wsUrl(base, app.tokens.issueWsTicket(user.id).token))
+    const connect = async (t: Test, user: { id: string }) => await open(t, base, app, user)
 
     t.test('a send larger than the first chunk reaches everyone once, in recipient order, with one id', async t => {
       const { token, recipients, ids } = await team(app, 12)
@@ -183,37 +187,20 @@ for (const backend of testBackends()) {
         const { user, token, recipients, ids } = await team(app, 12)
         const first = await connect(t, recipients[0])
         const last = await connect(t, recipients[11])
-        const releases: Array<() => void> = []
-        const held = (work: (tx: SqlAccess) => Promise<void>) => sql.transaction(async tx => {
-          await work(tx)
-          await new Promise<void>(resolve => releases.push(resolve))
-          throw new Error('rolled back')
-        }).catch(() => {})
-
-        // 1. Hold the send's Idempotency-Key row uncommitted: its first transaction waits on it.
-        const keyHeld = held(async tx => { await tx.query("insert into idempotency_keys (caller_id, key, request_hash) values ($1, 'k-live', 'x')", [user.id]) })
+        const waitForKey = await holds(sql).key(user.id, 'k-live')
         let answered = false
         const response = post(app, token, { recipientIds: ids, content: 'live' }, { 'idempotency-key': 'k-live' })
           .then(res => { answered = true; return res })
-        await until('the first transaction waits for the key', async () => (await sql.query<{ n: number }>(
-          "select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query like '%gatehouse\\_send(%' and pid <> pg_backend_pid()"))[0].n > 0)
+        const release = await waitForKey()
 
-        // 2. Queue an exclusive hold of the lock every send's transaction takes shared: granted once the first commits.
-        const lockHeld = held(async tx => { await tx.query('select pg_advisory_xact_lock(727275)') })
-        await until('the exclusive lock is queued', async () => (await sql.query<{ n: number }>(
-          "select count(*)::int as n from pg_locks where locktype = 'advisory' and objid = 727275 and mode = 'ExclusiveLock' and not granted"))[0].n > 0)
-        releases.shift()!()
-        await keyHeld
-
-        // 3. The first chunk's recipient has its frame while the later chunks cannot commit.
+        // The first chunk's recipient has its frame while the later chunks cannot commit.
         const [frame] = await first.messages(1)
         t.match(frame, { content: 'live' })
         t.notOk(answered, 'no answer before every chunk committed')
         t.same(await sql.query('select 1 from messages where recipient_id = $1', [ids[11]]), [], 'the last chunk is not written yet')
         await app.store.deleteUser({ id: ids[10] })
 
-        releases.shift()!()
-        await lockHeld
+        await release()
         const res = await response
         t.equal(res.statusCode, 200)
         t.equal(res.json().count, 11, 'the recipient deleted meanwhile is not counted')
@@ -221,5 +208,79 @@ for (const backend of testBackends()) {
         t.match(await last.messages(1), [{ id: frame.id, content: 'live' }])
       })
     }
+
+    if (backend.name === 'postgres') {
+      t.test('a chunk that fails answers 503 and frees its key: the retry completes the send', async t => {
+        const { user, token, recipients, ids } = await team(app, 12)
+        const first = await connect(t, recipients[0])
+        const last = await connect(t, recipients[11])
+        const body = { recipientIds: ids, content: 'interrupted' }
+
+        const waitForKey = await holds(sql).key(user.id, 'k-fail')
+        const response = post(app, token, body, { 'idempotency-key': 'k-fail' })
+        const release = await waitForKey()
+        const [frame] = await first.messages(1)
+        // The second chunk waits for the lock: its connection is lost.
+        await until('the second chunk waits', async () => (await sql.query<{ n: number }>(ADVISORY_WAITERS + " and mode = 'ShareLock'"))[0].n > 0)
+        await sql.query("select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and query like '%gatehouse\\_send\\_more(%' and pid <> pg_backend_pid()")
+        const failed = await response
+        t.equal(failed.statusCode, 503)
+        t.match(failed.json(), { success: false, statusCode: 503, code: 'SERVICE_UNAVAILABLE' })
+        t.same(await rowsOf(sql, frame.id), ids.slice(0, 2), 'the first chunk stays stored (and was delivered), nothing after it')
+        await release()
+
+        const retry = await post(app, token, body, { 'idempotency-key': 'k-fail' })
+        t.equal(retry.statusCode, 200, 'no 409: the failed send gave up its claim')
+        t.same(retry.json(), { success: true, count: 12, messages: ids.map(recipientId => ({ id: frame.id, recipientId })) })
+        t.same(await rowsOf(sql, frame.id), ids, 'completed, no row twice')
+        t.match(await last.messages(1), [{ id: frame.id, content: 'interrupted' }])
+      })
+    }
   })
+}
+
+/**
+ * Holds what a chunked send needs from other connections of its database: `key` the
+ * send's Idempotency-Key row, uncommitted, so its first transaction waits; then
+ * `lock` queues an exclusive hold of the lock each chunk takes shared, granted as the
+ * first chunk commits, so no later chunk can commit until `release`.
+ */
+const ADVISORY_WAITERS = "select count(*)::int as n from pg_locks where locktype = 'advisory' and objid = 727275 and not granted " +
+  'and database = (select oid from pg_database where datname = current_database())'
+
+function holds (sql: SqlAccess) {
+  const releases: Array<() => void> = []
+  /** Runs `work` in a transaction kept open (then rolled back) until released; `ended` settles after. */
+  const held = async (work: (tx: SqlAccess) => Promise<void>) => {
+    let started!: () => void
+    const ready = new Promise<void>(resolve => { started = resolve })
+    const ended = sql.transaction(async tx => {
+      await work(tx)
+      started()
+      await new Promise<void>(resolve => releases.push(resolve))
+      throw new Error('rolled back')
+    }).catch(() => {})
+    return { ready, ended }
+  }
+  const count = async (query: string) => (await sql.query<{ n: number }>(query))[0].n
+  return {
+    async key (callerId: string, key: string) {
+      const keyHeld = await held(async tx => { await tx.query('insert into idempotency_keys (caller_id, key, request_hash) values ($1, $2, \'x\')', [callerId, key]) })
+      await keyHeld.ready
+      return async () => {
+        await until('the first transaction waits for the key', async () => await count(
+          "select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like '%gatehouse\\_send(%' and pid <> pg_backend_pid()") > 0)
+        const lockHeld = await held(async tx => { await tx.query('select pg_advisory_xact_lock(727275)') })
+        await until('the exclusive lock is queued', async () => await count(
+          ADVISORY_WAITERS + " and mode = 'ExclusiveLock'") > 0)
+        releases.shift()!()
+        await keyHeld.ended
+        await lockHeld.ready
+        return async () => {
+          releases.shift()!()
+          await lockHeld.ended
+        }
+      }
+    }
+  }
 }

@@ -177,9 +177,14 @@ export default fp(async function messaging (fastify: FastifyInstance) {
     const batch = (written: string[], seqs: number[]): MessageBatch => ({
       ...message, createdAt: result.createdAt, messages: written.map((recipientId, i) => ({ id, recipientId, seq: seqs[i] }))
     })
-    const write = ([start, end]: [number, number]) => store.sendMore({
-      id, senderId: user.id, recipientIds: recipients.slice(start, end), idempotencyKey, leaseSeconds: SEND_LEASE_SECONDS
-    })
+    const write = ([start, end]: [number, number]) => {
+      const written = store.sendMore({
+        id, senderId: user.id, recipientIds: recipients.slice(start, end), idempotencyKey, leaseSeconds: SEND_LEASE_SECONDS
+      })
+      // Awaited below, after a turn of the event loop: a failure meanwhile is not an unhandled rejection.
+      written.catch(() => {})
+      return written
+    }
     const chunks = chunksAfter(rest.from, recipients.length, config.SEND_FIRST_CHUNK)
     const deliveries: Array<Promise<void>> = []
     const seqs = [...result.seqs]

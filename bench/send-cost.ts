@@ -5,7 +5,7 @@
  * hardly moves when other work shares the machine. Reference in the same run:
  * the CPU time of a statement that only reads every recipient (the check every
  * send makes), so the ratio is what storing adds. "chunked" is the same send as
- * the service writes it past SEND_FIRST_CHUNK (250): gatehouse_send for the first
+ * the service writes it past SEND_FIRST_CHUNK (1,000): gatehouse_send for the first
  * chunk, then gatehouse_send_more for each later one, CPU and wall summed.
  *
  *   DATABASE_URL=postgres://… npm run bench:send-cost -- [--runs 5]
@@ -32,7 +32,7 @@ await migrate(driver.sql)
 await driver.close()
 
 const sql = postgres(url, { max: 1, onnotice: () => {} })
-const FIRST_CHUNK = 250
+const FIRST_CHUNK = 1000
 const [{ pid }] = await sql<Array<{ pid: number }>>`select pg_backend_pid() as pid`
 const ticks = Number(process.env.CLK_TCK ?? 100)
 /** utime + stime of the backend, in ms. */

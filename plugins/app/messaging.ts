@@ -189,7 +189,7 @@ export default fp(async function messaging (fastify: FastifyInstance) {
     const deliveries: Array<Promise<void>> = []
     const seqs = [...result.seqs]
     const skipped: string[] = []
-    try {
+    const writeRest = async () => {
       let next = write(chunks[0])
       // One turn of the event loop first: the next chunk's query goes out before the frames are built.
       await turn()
@@ -204,6 +204,11 @@ export default fp(async function messaging (fastify: FastifyInstance) {
         skipped.push(...chunk.skipped)
         deliveries.push(deliver(batch(chunk.recipients, chunk.seqs)))
       }
+    }
+    try {
+      const written = writeRest()
+      fastify.hub.deferAcksDuring(written)
+      await written
     } catch (error) {
       // Whatever committed stays stored (and is replayed on reconnect); a retry with the key completes the rest.
       if (idempotencyKey !== null) await store.finishSend(user.id, idempotencyKey, null).catch(() => {})

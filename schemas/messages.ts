@@ -46,8 +46,11 @@ export interface SendInput {
 }
 
 export type SendOutcome =
-  /** `rest`: the send is accepted but its rows from recipient `from` on are still to be written. */
-  | { ok: true, result: SendResult, rest: { from: number } | null }
+  /**
+   * `rest`: the send is accepted but its rows from recipient `from` on are still to be
+   * written; `resumed`: taken over from a writer that died; `claim`: its hold on the key.
+   */
+  | { ok: true, result: SendResult, rest: { from: number, resumed: boolean, claim: string | null } | null }
   | { ok: false, error: 'invalid_recipients', ids: string[] }
   | { ok: false, error: 'idempotency_mismatch' }
   | { ok: false, error: 'quota_exhausted', sendQuota: number }

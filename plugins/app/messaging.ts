@@ -179,7 +179,13 @@ export default fp(async function messaging (fastify: FastifyInstance) {
     })
     const write = ([start, end]: [number, number]) => {
       const written = store.sendMore({
-        id, senderId: user.id, recipientIds: recipients.slice(start, end), idempotencyKey, leaseSeconds: SEND_LEASE_SECONDS
+        id,
+        senderId: user.id,
+        recipientIds: recipients.slice(start, end),
+        idempotencyKey,
+        leaseSeconds: SEND_LEASE_SECONDS,
+        claim: rest.claim,
+        resumed: rest.resumed
       })
       // Awaited below, after a turn of the event loop: a failure meanwhile is not an unhandled rejection.
       written.catch(() => {})

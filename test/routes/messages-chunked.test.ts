@@ -117,15 +117,18 @@ for (const backend of testBackends()) {
       const { user, ids } = await team(app, 6)
       const outcome = await app.store.send(sendInput(user, ids, 'chunk by chunk'))
       if (!outcome.ok) throw new Error('refused')
-      t.same(outcome.rest, { from: 2 })
+      t.same(outcome.rest, { from: 2, resumed: false, claim: null })
       t.equal(outcome.result.seqs.length, 2, 'the first transaction wrote the first chunk only')
       const id = outcome.result.messages[0].id
+      const chunk = { id, senderId: user.id, idempotencyKey: null, leaseSeconds: 30, claim: null }
 
       await app.store.deleteUser({ id: ids[4] })
-      const more = await app.store.sendMore({ id, senderId: user.id, recipientIds: ids.slice(1), idempotencyKey: null, leaseSeconds: 30 })
-      t.same(more.recipients, [ids[2], ids[3], ids[5]], 'the row already written and the deleted user skipped')
+      const more = await app.store.sendMore({ ...chunk, recipientIds: ids.slice(2), resumed: false })
+      t.same(more.recipients, [ids[2], ids[3], ids[5]], 'the deleted user skipped')
       t.same(more.skipped, [ids[4]])
       t.ok(more.seqs[0] > outcome.result.seqs[1] && more.seqs[1] < more.seqs[2], 'seqs keep recipient order')
+      const again = await app.store.sendMore({ ...chunk, recipientIds: ids, resumed: true })
+      t.same(again.recipients, [], 'resumed: every row already written is skipped')
       t.same(await rowsOf(sql, id), [ids[0], ids[1], ids[2], ids[3], ids[5]])
     })
 
@@ -136,7 +139,9 @@ for (const backend of testBackends()) {
       const outcome = await app.store.send(sendInput(user, ids, body.content, 'k-crash', requestHash('send-bulk', body)))
       if (!outcome.ok) throw new Error('refused')
       const id = outcome.result.messages[0].id
-      await app.store.sendMore({ id, senderId: user.id, recipientIds: ids.slice(2, 5), idempotencyKey: 'k-crash', leaseSeconds: 30 })
+      const chunk = { id, senderId: user.id, idempotencyKey: 'k-crash', leaseSeconds: 30, claim: outcome.rest?.claim ?? null, resumed: false }
+      t.match(chunk.claim, /^[0-9a-f-]{36}$/, 'a chunked send with a key holds a claim')
+      await app.store.sendMore({ ...chunk, recipientIds: ids.slice(2, 5) })
       t.same(await rowsOf(sql, id), ids.slice(0, 5))
 
       const busy = await post(app, token, body, { 'idempotency-key': 'k-crash' })
@@ -164,6 +169,10 @@ for (const backend of testBackends()) {
       t.equal(replay.headers['idempotent-replayed'], 'true')
       t.same(replay.json(), done.json())
       t.same(await rowsOf(sql, id), ids, 'a replay writes nothing')
+
+      // The process taken over was only slow: its next chunk finds its claim gone and writes no row twice.
+      t.same((await app.store.sendMore({ ...chunk, recipientIds: ids.slice(5) })).recipients, [])
+      t.same(await rowsOf(sql, id), ids)
     })
 
     t.test('Idempotency-Key: a chunked send replays, a deleted recipient stays out of the replay', async t => {

@@ -196,14 +196,14 @@ export class Store {
     if (result.error === 'in_progress') return { ok: false, error: 'in_progress', retryAfter: Number(result.retryAfter) }
     // A retry of an Idempotency-Key has the first send's body, so the same recipients in the same order,
     // less those deleted while it was written.
-    const { id, messages: stored, seqs, count, more, resumed, skipped, ...rest } = result
+    const { id, messages: stored, seqs, count, more, resumed, skipped, claim, ...rest } = result
     const gone = new Set(skipped)
     const messages = stored ?? input.recipientIds.filter(r => !gone.has(r)).map(recipientId => ({ id: id as string, recipientId }))
     const written = seqs?.length ?? 0
     return {
       ok: true,
       result: { ...rest, count: Number(count), messages, seqs: seqs ?? [] },
-      rest: more === true ? { from: resumed === true ? 0 : written } : null
+      rest: more === true ? { from: resumed === true ? 0 : written, resumed: resumed === true, claim: claim ?? null } : null
     }
   }
 
@@ -214,7 +214,9 @@ export class Store {
       p_recipients: chunk.recipientIds,
       p_sender: chunk.senderId,
       p_idempotency_key: chunk.idempotencyKey,
-      p_lease_seconds: chunk.leaseSeconds
+      p_lease_seconds: chunk.leaseSeconds,
+      p_claim: chunk.claim,
+      p_resume: chunk.resumed
     })
   }
 
@@ -310,6 +312,8 @@ interface StoredSend {
   resumed?: boolean
   /** Recipients deleted while a chunked send was written: they got nothing. */
   skipped?: string[]
+  /** A chunked send's hold on its Idempotency-Key, for sendMore. */
+  claim?: string | null
 }
 
 /** A chunk of an accepted send: its id, and recipients to write. */
@@ -319,6 +323,10 @@ export interface SendChunk {
   recipientIds: string[]
   idempotencyKey: string | null
   leaseSeconds: number
+  /** The send's claim of its key (from send); a chunk whose claim was taken over skips rows that exist. */
+  claim: string | null
+  /** A taken-over send: some rows may exist already, and are skipped. */
+  resumed: boolean
 }
 
 /** A place in an inbox: the writing transaction and seq of the last message read; `xact` null for a seq-only cursor from older versions. */

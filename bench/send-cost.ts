@@ -4,7 +4,9 @@
  * /proc (so Postgres must run on this machine). CPU time, unlike wall time,
  * hardly moves when other work shares the machine. Reference in the same run:
  * the CPU time of a statement that only reads every recipient (the check every
- * send makes), so the ratio is what storing adds.
+ * send makes), so the ratio is what storing adds. "chunked" is the same send as
+ * the service writes it past SEND_FIRST_CHUNK (1,000): gatehouse_send for the first
+ * chunk, then gatehouse_send_more for each later one, CPU and wall summed.
  *
  *   DATABASE_URL=postgres://… npm run bench:send-cost -- [--runs 5]
  *
@@ -17,6 +19,7 @@ import { parseArgs } from 'node:util'
 import postgres from 'postgres'
 import { createPostgresDriver } from '../plugins/app/supabase/drivers/postgres.js'
 import { migrate } from '../plugins/app/supabase/migrate.js'
+import { chunksAfter } from '../plugins/app/messaging.js'
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' } } })
 const RUNS = Number(values.runs)
@@ -29,6 +32,7 @@ await migrate(driver.sql)
 await driver.close()
 
 const sql = postgres(url, { max: 1, onnotice: () => {} })
+const FIRST_CHUNK = 1000
 const [{ pid }] = await sql<Array<{ pid: number }>>`select pg_backend_pid() as pid`
 const ticks = Number(process.env.CLK_TCK ?? 100)
 /** utime + stime of the backend, in ms. */
@@ -61,8 +65,18 @@ try {
     }
     const check = await time(() => sql`select count(*) from unnest(${recipients}::text[]) r where exists (select 1 from users u where u.id = r and u.organization_id = ${org})`)
     const send = await time(() => sql`select gatehouse_send(${sender}, ${org}, false, ${recipients}::text[], 'bench', null, null, null) is not null`)
+    const chunked = await time(async () => {
+      const [{ result }] = await sql<Array<{ result: { id: string } }>>`select gatehouse_send(p_sender => ${sender}, p_sender_org => ${org}, p_is_admin => false,
+        p_recipients => ${recipients}::text[], p_content => 'bench', p_template_id => null, p_idempotency_key => null, p_request_hash => null,
+        p_first_chunk => ${FIRST_CHUNK}) as result`
+      for (const [start, end] of chunksAfter(FIRST_CHUNK, size, FIRST_CHUNK)) {
+        await sql`select gatehouse_send_more(${result.id}::uuid, ${recipients.slice(start, end)}::text[], ${sender}) is not null`
+      }
+    })
     console.log(`  ${String(size).padStart(7)} recipients: send ${send.cpu.toFixed(0).padStart(5)} ms CPU (${(send.cpu * 1000 / size).toFixed(1)} µs per row, ` +
       `x${(send.cpu / check.cpu).toFixed(1)} the recipient check's ${check.cpu.toFixed(0)} ms); wall ${send.wall.toFixed(0)} ms`)
+    console.log(`  ${String(size).padStart(7)} recipients: chunked ${chunked.cpu.toFixed(0).padStart(5)} ms CPU (x${(chunked.cpu / send.cpu).toFixed(2)} the one-transaction send); ` +
+      `wall ${chunked.wall.toFixed(0)} ms`)
   }
 } finally {
   await sql`delete from message_bodies where sender_id = ${sender}`

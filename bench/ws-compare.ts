@@ -9,7 +9,8 @@
  *
  *   npm run bench:ws-compare -- [--clients 10000] [--rounds 5] [--small 1000]
  *     [--per-process 5000] [--concurrency 500] [--out bench/results/ws-compare.json]
- *     [--baseline ../other-checkout/dist]   (adds gatehouse built elsewhere: before/after in one run)
+ *     [--baseline ../other-checkout/dist]   (adds gatehouse built elsewhere: before/after in one run;
+ *     on Postgres give it a database of its own, migrated by it, in BASELINE_DATABASE_URL)
  *
  * Every server runs in a process of its own (gatehouse with its embedded store
  * in another, as in production; DATABASE_URL for Postgres, migrated first), and

@@ -34,8 +34,10 @@ export const ConfigSchema = Type.Object({
   // true/false, a hop count, or a comma-separated list of proxy addresses/CIDRs.
   TRUST_PROXY: Type.String({ default: 'false', pattern: '^(true|false|\\d+|[0-9A-Fa-f.:/, ]+)$' }),
   BODY_LIMIT: Type.Integer({ minimum: 1024, default: 1048576 }),
-  // One send is one statement: 100,000 rows take about a second on Postgres, and longer is past STORE_TIMEOUT_MS.
+  // A large send is written in chunks of at most 20,000 rows, each a transaction within STORE_TIMEOUT_MS.
   MAX_RECIPIENTS: Type.Integer({ minimum: 1, maximum: 100000, default: 10000 }),
+  // Rows of a send's first transaction; larger sends continue in chunks growing 4x, delivered as each commits.
+  SEND_FIRST_CHUNK: Type.Integer({ minimum: 1, maximum: 100000, default: 1000 }),
   MAX_CONTENT_BYTES: Type.Integer({ minimum: 1, maximum: 49152, default: 16384 }),
   RATE_LIMIT_MAX: Type.Integer({ minimum: 1, default: 600 }),
   STORE_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 5000 }),

@@ -39,13 +39,22 @@ export interface SendInput {
   requestHash: string | null
   /** The sending API token: its send quota, if it has one, pays for the send. */
   tokenId?: string | null
+  /** Write only this many rows now, the rest in later chunks (absent: every row, in one transaction). */
+  firstChunk?: number
+  /** How long a chunked send holds its Idempotency-Key against retries, in seconds. */
+  leaseSeconds?: number
 }
 
 export type SendOutcome =
-  | { ok: true, result: SendResult }
+  /**
+   * `rest`: the send is accepted but its rows from recipient `from` on are still to be
+   * written; `resumed`: taken over from a writer that died; `claim`: its hold on the key.
+   */
+  | { ok: true, result: SendResult, rest: { from: number, resumed: boolean, claim: string | null } | null }
   | { ok: false, error: 'invalid_recipients', ids: string[] }
   | { ok: false, error: 'idempotency_mismatch' }
   | { ok: false, error: 'quota_exhausted', sendQuota: number }
+  | { ok: false, error: 'in_progress', retryAfter: number }
 
 // No maxItems: MAX_RECIPIENTS is enforced after parsing with a clear 413, and BODY_LIMIT bounds the list.
 export const RecipientIds = Type.Array(Id, { minItems: 1, description: 'User ids; duplicates are sent once' })

@@ -49,6 +49,8 @@ export async function startServer (kind: SubjectKind, users: number, baselineDis
   const entry = kind === 'baseline' ? join(resolve(baselineDist ?? ''), 'bench/compare/server.js') : here('./server.js')
   const child = new Child<ToServer, FromServer>(fork(entry, ['--kind', kind === 'baseline' ? 'gatehouse' : kind, '--users', String(users)], {
     execArgv: ['--expose-gc', ...(process.env.BENCH_SERVER_FLAGS ?? '').split(' ').filter(Boolean)],
+    // Each gatehouse seeds (and first clears) the same user ids: on Postgres the baseline needs a database of its own.
+    env: kind === 'baseline' && process.env.BASELINE_DATABASE_URL ? { ...process.env, DATABASE_URL: process.env.BASELINE_DATABASE_URL } : process.env,
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   }))
   const listening = await child.next('listening')

@@ -52,3 +52,25 @@ t.test('a failed write is logged, its callers go on, and the next write still ha
   await writer.ack('ann', ['2'])
   t.same(written, [[{ recipientId: 'ann', id: '2' }]])
 })
+
+t.test('acks wait while a large send stores its later chunks, then are written; a failed send holds them no longer', async t => {
+  const calls: Ack[][] = []
+  const writer = new AckWriter({ async ackMany (acks) { calls.push(acks); return acks.length } }, pino({ level: 'silent' }))
+  let finish!: () => void
+  writer.deferDuring(new Promise<void>(resolve => { finish = resolve }))
+  let written = false
+  const acked = writer.ack('ann', ['1']).then(() => { written = true })
+  for (let i = 0; i < 5; i++) await new Promise(resolve => setImmediate(resolve))
+  t.same(calls, [], 'nothing written while the send stores')
+  t.notOk(written)
+  finish()
+  await acked
+  t.same(calls, [[{ recipientId: 'ann', id: '1' }]])
+
+  let fail!: (error: Error) => void
+  writer.deferDuring(new Promise<void>((_resolve, reject) => { fail = reject }))
+  const next = writer.ack('ben', ['2'])
+  fail(new Error('store down'))
+  await next
+  t.same(calls.at(-1), [{ recipientId: 'ben', id: '2' }])
+})

@@ -172,8 +172,12 @@ export class Store {
   }
 
   // Messages
+  /**
+   * Decides a send and writes its rows, or, with `firstChunk`, only its first
+   * `firstChunk` rows: `rest` then says where the rows still to write (sendMore) start.
+   */
   async send (input: SendInput): Promise<SendOutcome> {
-    const result = await this.call<StoredSend & { error?: string, ids?: string[] }>('gatehouse_send', {
+    const result = await this.call<StoredSend & { error?: string, ids?: string[], retryAfter?: number }>('gatehouse_send', {
       p_sender: input.senderId,
       p_sender_org: input.senderOrganizationId,
       p_is_admin: input.senderIsAdmin,
@@ -182,15 +186,43 @@ export class Store {
       p_template_id: input.templateId,
       p_idempotency_key: input.idempotencyKey,
       p_request_hash: input.requestHash,
-      p_token_id: input.tokenId ?? null
+      p_token_id: input.tokenId ?? null,
+      // Only when chunking: a server of the previous version called it with the arguments above.
+      ...(input.firstChunk === undefined ? {} : { p_first_chunk: input.firstChunk, p_lease_seconds: input.leaseSeconds ?? 30 })
     })
     if (result.error === 'invalid_recipients') return { ok: false, error: 'invalid_recipients', ids: result.ids ?? [] }
     if (result.error === 'idempotency_mismatch') return { ok: false, error: 'idempotency_mismatch' }
     if (result.error === 'quota_exhausted') return { ok: false, error: 'quota_exhausted', sendQuota: Number(result.sendQuota) }
-    // A retry of an Idempotency-Key has the first send's body, so the same recipients in the same order.
-    const { id, messages: stored, seqs, count, ...rest } = result
-    const messages = stored ?? input.recipientIds.map(recipientId => ({ id: id as string, recipientId }))
-    return { ok: true, result: { ...rest, count: Number(count), messages, seqs: seqs ?? [] } }
+    if (result.error === 'in_progress') return { ok: false, error: 'in_progress', retryAfter: Number(result.retryAfter) }
+    // A retry of an Idempotency-Key has the first send's body, so the same recipients in the same order,
+    // less those deleted while it was written.
+    const { id, messages: stored, seqs, count, more, resumed, skipped, claim, ...rest } = result
+    const gone = new Set(skipped)
+    const messages = stored ?? input.recipientIds.filter(r => !gone.has(r)).map(recipientId => ({ id: id as string, recipientId }))
+    const written = seqs?.length ?? 0
+    return {
+      ok: true,
+      result: { ...rest, count: Number(count), messages, seqs: seqs ?? [] },
+      rest: more === true ? { from: resumed === true ? 0 : written, resumed: resumed === true, claim: claim ?? null } : null
+    }
+  }
+
+  /** A further chunk of an accepted send (see gatehouse_send_more); rows that exist are skipped. */
+  sendMore (chunk: SendChunk) {
+    return this.call<{ recipients: string[], seqs: number[], skipped: string[] }>('gatehouse_send_more', {
+      p_body_id: chunk.id,
+      p_recipients: chunk.recipientIds,
+      p_sender: chunk.senderId,
+      p_idempotency_key: chunk.idempotencyKey,
+      p_lease_seconds: chunk.leaseSeconds,
+      p_claim: chunk.claim,
+      p_resume: chunk.resumed
+    })
+  }
+
+  /** Records a chunked send's response for its Idempotency-Key; null gives up the claim (a retry may take over at once). */
+  async finishSend (senderId: string, idempotencyKey: string, response: Record<string, unknown> | null): Promise<void> {
+    await this.call('gatehouse_send_finish', { p_sender: senderId, p_idempotency_key: idempotencyKey, p_response: response })
   }
 
   /** Unacknowledged messages after `afterSeq`, oldest first. */
@@ -275,6 +307,26 @@ interface StoredSend {
   /** For a token with a send quota: the quota, and what is left after the first send. */
   sendQuota?: number
   sendQuotaRemaining?: number
+  /** Rows remain to be written by sendMore; `resumed`: none written by this call (a taken-over send). */
+  more?: boolean
+  resumed?: boolean
+  /** Recipients deleted while a chunked send was written: they got nothing. */
+  skipped?: string[]
+  /** A chunked send's hold on its Idempotency-Key, for sendMore. */
+  claim?: string | null
+}
+
+/** A chunk of an accepted send: its id, and recipients to write. */
+export interface SendChunk {
+  id: string
+  senderId: string
+  recipientIds: string[]
+  idempotencyKey: string | null
+  leaseSeconds: number
+  /** The send's claim of its key (from send); a chunk whose claim was taken over skips rows that exist. */
+  claim: string | null
+  /** A taken-over send: some rows may exist already, and are skipped. */
+  resumed: boolean
 }
 
 /** A place in an inbox: the writing transaction and seq of the last message read; `xact` null for a seq-only cursor from older versions. */

@@ -10,6 +10,8 @@ interface Waiting { acks: Array<{ recipientId: string, id: string }>, done: () =
 export class AckWriter {
   private queue: Waiting[] = []
   private writing = false
+  /** Large sends being stored: acks wait for them (see deferDuring). */
+  private readonly sends = new Set<Promise<void>>()
 
   constructor (
     private readonly store: { ackMany (acks: Array<{ recipientId: string, id: string }>): Promise<number> },
@@ -26,6 +28,18 @@ export class AckWriter {
     })
   }
 
+  /**
+   * Acks wait while `work` (a send still storing its later chunks) runs: the
+   * recipients of its first chunks ack at once, and those writes would otherwise
+   * compete with the send's own for the database. Each write waits only for the
+   * sends already running, so acks are delayed, never starved.
+   */
+  deferDuring (work: Promise<unknown>): void {
+    const forget = () => { this.sends.delete(settled) }
+    const settled: Promise<void> = work.then(forget, forget)
+    this.sends.add(settled)
+  }
+
   private async write (): Promise<void> {
     this.writing = true
     // Let the acks already read from sockets in this turn of the event loop join the first write.
@@ -38,6 +52,7 @@ export class AckWriter {
         batch.push(next)
         size += next.acks.length
       }
+      if (this.sends.size > 0) await Promise.all([...this.sends])
       try {
         await this.store.ackMany(batch.flatMap(w => w.acks))
       } catch (err) {

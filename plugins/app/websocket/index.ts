@@ -42,6 +42,8 @@ export interface Hub {
   disconnectUser (userId: string, code: number, reason: string): Promise<void>
   /** Records a socket's acknowledgements; written with other sockets' in one statement. */
   ack (userId: string, ids: string[]): Promise<void>
+  /** Holds this process's ack writes until `work` (a large send storing its later chunks) settles. */
+  deferAcksDuring (work: Promise<unknown>): void
   /** Takes an authenticated socket: `ready`, then the user's pending messages, then live ones. */
   attach (socket: WebSocket, session: SocketSession): void
   /** Sockets a user holds on this process. */
@@ -97,6 +99,7 @@ export default fp(async function hub (fastify: FastifyInstance, opts: HubOptions
     publish: (batch) => transport.publish({ type: 'batch', batch }),
     disconnectUser: (userId, code, reason) => transport.publish({ type: 'disconnect', userId, code, reason }),
     ack: (userId, ids) => acks.ack(userId, ids),
+    deferAcksDuring: (work) => { acks.deferDuring(work) },
     attach: (socket, session) => local.attach(socket, session.userId, session.expiresAt),
     socketsOf: (userId) => local.socketsOf(userId),
     get connections () { return local.connections },

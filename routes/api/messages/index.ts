@@ -52,7 +52,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   const { messaging, store } = fastify
   const sender = fastify.authenticate({ kinds: ['api'], message: UNAUTHORIZED })
   const reader = fastify.authenticate({ kinds: ['access', 'api'], message: UNAUTHORIZED })
-  const sendResponses = { 200: SendResponseSchema, ...errors(400, 401, 403, 413, 415, 422, 429, 500, 503) }
+  const sendResponses = { 200: SendResponseSchema, ...errors(400, 401, 403, 409, 413, 415, 422, 429, 500, 503) }
 
   /** The three send routes differ only in how they build recipients and content. */
   async function send (request: SendRequest, reply: FastifyReply, route: string, message: { recipientIds: string[], content: string, templateId?: string }) {
@@ -66,6 +66,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       return sent(reply, result)
     } catch (error) {
       if (error instanceof ApiError && error.code === 'QUOTA_EXHAUSTED') quotaHeaders(reply, Number(error.details?.sendQuota), 0)
+      if (error instanceof ApiError && error.code === 'IDEMPOTENCY_KEY_IN_USE') reply.header('retry-after', Number(error.details?.retryAfterSeconds))
       throw error
     }
   }

@@ -103,7 +103,7 @@ export class TokenService {
         allowedIss: ISSUER,
         allowedAud: TOKEN_KINDS[kind],
         requiredClaims: REQUIRED_CLAIMS[kind],
-        ...VERIFIER_CACHE
+        ...VERIFIER_CACHE[kind]
       })
       this.verifiers.set(id, verify)
     }

@@ -35,9 +35,10 @@ export const REQUIRED_CLAIMS: Record<TokenKind, string[]> = {
  * for 10 minutes at most), keyed by a SHA-256 of the whole token, so a client
  * presenting the same token request after request pays the signature check and
  * claim parsing once. Revocation is not the verifier's concern: the caller's record
- * is checked after it (auth.ts).
+ * is checked after it (auth.ts). A ws ticket is used once: remembering it would only
+ * keep its claims in memory behind every socket it opened.
  */
-export const VERIFIER_CACHE = { cache: 5000 }
+export const VERIFIER_CACHE: Record<TokenKind, { cache?: number }> = { access: { cache: 5000 }, ws: {}, api: { cache: 5000 } }
 
 export default fp(async function jwt (fastify: FastifyInstance) {
   for (const [kind, audience] of Object.entries(TOKEN_KINDS) as Array<[TokenKind, string]>) {
@@ -45,7 +46,7 @@ export default fp(async function jwt (fastify: FastifyInstance) {
       namespace: kind,
       secret: fastify.config.JWT_SECRET,
       sign: { algorithm: 'HS256', iss: ISSUER, aud: audience },
-      verify: { algorithms: ['HS256'], allowedIss: ISSUER, allowedAud: audience, requiredClaims: REQUIRED_CLAIMS[kind], ...VERIFIER_CACHE },
+      verify: { algorithms: ['HS256'], allowedIss: ISSUER, allowedAud: audience, requiredClaims: REQUIRED_CLAIMS[kind], ...VERIFIER_CACHE[kind] },
       // Tokens are read by the auth plugin, never from a decorator that guesses the source.
       decode: { complete: false }
     })

@@ -15,20 +15,33 @@ function onPeerError (log: FastifyBaseLogger, reqId: string, error: Error, socke
   if (socket.readyState === socket.OPEN) socket.close(1011, 'internal error')
 }
 
+/** The request id of each open socket, for its log lines. */
+const requestIds = new WeakMap<WebSocket, string>()
+/** One error listener per server log, shared by all its sockets. */
+const errorListeners = new WeakMap<FastifyBaseLogger, (this: WebSocket, error: Error) => void>()
+
+function errorListener (log: FastifyBaseLogger): (this: WebSocket, error: Error) => void {
+  let listener = errorListeners.get(log)
+  if (listener === undefined) {
+    listener = function (this: WebSocket, error: Error) { onPeerError(log, requestIds.get(this) ?? '', error, this) }
+    errorListeners.set(log, listener)
+  }
+  return listener
+}
+
 /**
  * Lets an open socket go of the HTTP request that opened it. @fastify/websocket's error
  * listener closes over the request and reply, and Node leaves the response attached to
  * the connection: together with their headers, streams and closures, about half of
  * what an idle socket held (measured with `npm run bench:ws-idle`). The listener is
- * replaced by one that keeps only the request id for the log.
+ * replaced by one every socket shares, which finds the request id for the log.
  */
 export function releaseUpgradeRequest (socket: WebSocket, request: FastifyRequest): void {
   const connection = request.raw.socket as Socket & { _httpMessage?: ServerResponse | null }
   connection._httpMessage?.detachSocket(connection)
-  const { log } = request.server
-  const reqId = request.id
+  requestIds.set(socket, request.id)
   socket.removeAllListeners('error')
-  socket.on('error', error => onPeerError(log, reqId, error, socket))
+  socket.on('error', errorListener(request.server.log))
 }
 
 export default fp(async function websocket (fastify) {

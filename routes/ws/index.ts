@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
-import type { RawData } from 'ws'
+import type { RawData, WebSocket } from 'ws'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { ApiError, unauthorized } from '../../lib/errors.js'
 import { bearerToken } from '../../plugins/app/auth.js'
@@ -82,15 +82,32 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     }
     opening.set(userId, (opening.get(userId) ?? 0) + 1)
     let held = true
+    const connection = request.raw.socket
     const release = () => {
       if (!held) return
       held = false
+      // Not left on an open socket for its whole life.
+      connection?.off('close', release)
       const left = (opening.get(userId) ?? 1) - 1
       if (left > 0) opening.set(userId, left)
       else opening.delete(userId)
     }
     releases.set(request.raw, release)
-    request.raw.socket?.once('close', release)
+    connection?.once('close', release)
+  }
+
+  /** Client frames, for every socket: the hub knows whose socket it is. */
+  function onMessage (this: WebSocket, data: RawData, isBinary: boolean): void {
+    const frame = parseFrame(data, isBinary)
+    if (frame === null) {
+      this.close(WsClose.POLICY_VIOLATION, 'invalid frame')
+      return
+    }
+    if (frame.type === 'ping') {
+      this.send(PONG_FRAME)
+      return
+    }
+    hub.acknowledge(this, frame.ids)
   }
 
   fastify.get('/', {
@@ -110,23 +127,9 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       reservePlace(request, request.wsSession.userId)
     }
   }, function onSocket (socket, request) {
-    const session = request.wsSession as SocketSession
-    let acking = 0
-    socket.on('message', (data, isBinary) => {
-      const frame = parseFrame(data, isBinary)
-      if (frame === null) {
-        socket.close(WsClose.POLICY_VIOLATION, 'invalid frame')
-        return
-      }
-      if (frame.type === 'ping') {
-        socket.send(PONG_FRAME)
-        return
-      }
-      // Reading pauses while acks are written, so a client cannot queue writes without bound.
-      if (acking++ === 0) socket.pause()
-      hub.ack(session.userId, frame.ids).finally(() => { if (--acking === 0) socket.resume() })
-    })
-    hub.attach(socket, session)
+    // Shared listeners and no closure over the request: an idle socket keeps only what it needs.
+    socket.on('message', onMessage)
+    hub.attach(socket, request.wsSession as SocketSession)
     releases.get(request.raw)?.()
     releaseUpgradeRequest(socket, request)
   })

@@ -40,8 +40,11 @@ export interface Hub {
   publish (batch: MessageBatch): Promise<void>
   /** Closes every socket of a user, everywhere (revocation, user removed). */
   disconnectUser (userId: string, code: number, reason: string): Promise<void>
-  /** Records a socket's acknowledgements; written with other sockets' in one statement. */
-  ack (userId: string, ids: string[]): Promise<void>
+  /**
+   * Records an attached socket's acknowledgements, for its user; written with other
+   * sockets' in one statement. The socket is not read until they are written.
+   */
+  acknowledge (socket: WebSocket, ids: string[]): void
   /** Holds this process's ack writes until `work` (a large send storing its later chunks) settles. */
   deferAcksDuring (work: Promise<unknown>): void
   /** Takes an authenticated socket: `ready`, then the user's pending messages, then live ones. */
@@ -83,6 +86,7 @@ export default fp(async function hub (fastify: FastifyInstance, opts: HubOptions
   })
 
   const acks = new AckWriter(store, fastify.log.child({ plugin: 'hub' }))
+  const writeAcks = (userId: string, ids: string[]) => acks.ack(userId, ids)
 
   transport.subscribe(event => {
     // A delivery fault must not fail the send that published it: the messages are stored and replay later.
@@ -98,7 +102,7 @@ export default fp(async function hub (fastify: FastifyInstance, opts: HubOptions
   fastify.decorate('hub', {
     publish: (batch) => transport.publish({ type: 'batch', batch }),
     disconnectUser: (userId, code, reason) => transport.publish({ type: 'disconnect', userId, code, reason }),
-    ack: (userId, ids) => acks.ack(userId, ids),
+    acknowledge: (socket, ids) => local.acknowledge(socket, ids, writeAcks),
     deferAcksDuring: (work) => { acks.deferDuring(work) },
     attach: (socket, session) => local.attach(socket, session.userId, session.expiresAt),
     socketsOf: (userId) => local.socketsOf(userId),

@@ -28,13 +28,19 @@ interface Replay { held: Held[], rescanFrom: number | null }
  */
 const RECENT_MAX = 256
 
-/** One socket. Kept small: 10,000 of them must fit in little memory. */
+/**
+ * One socket. Kept small: 20,000 of them must fit in little memory. Its listeners
+ * are shared by every socket (they find it through `LocalHub.bySocket`), and the
+ * seq lists exist only once something was sent.
+ */
 class Connection {
   alive = true
   closed = false
+  /** Acknowledgements being written; the socket is not read meanwhile. */
+  acking = 0
   replay: Replay | null = { held: [], rescanFrom: null }
-  replayed: number[] = []
-  sentLive: number[] = []
+  replayed: number[] | null = null
+  sentLive: number[] | null = null
   constructor (
     readonly socket: WebSocket,
     readonly userId: string,
@@ -62,17 +68,26 @@ export interface LocalHubOptions {
 
 const bySeq = (a: Held, b: Held) => a.seq - b.seq
 
-function remember (list: number[], seq: number): void {
+function remember (list: number[] | null, seq: number): number[] {
+  if (list === null) return [seq]
   list.push(seq)
   if (list.length > RECENT_MAX) list.shift()
+  return list
 }
+
+/** A user's sockets here: most users hold one, which then needs no Set of its own. */
+type UserSockets = Connection | Set<Connection>
 
 /**
  * The sockets of this process, by user. Replays what is pending on connect,
  * then delivers live batches; one timer drives heartbeats and expiry for all.
  */
 export class LocalHub {
-  private readonly users = new Map<string, Set<Connection>>()
+  private readonly users = new Map<string, UserSockets>()
+  /** Socket to Connection, for the listeners every socket shares; kept until the socket is garbage. */
+  private readonly bySocket = new WeakMap<WebSocket, Connection>()
+  private readonly onPong: (this: WebSocket) => void
+  private readonly onClose: (this: WebSocket) => void
   private readonly store: LocalHubOptions['store']
   private readonly log: FastifyBaseLogger
   private readonly sendBufferBytes: number
@@ -100,6 +115,16 @@ export class LocalHub {
       const pending = new Set(await this.store.pendingRecipients(userIds))
       return userIds.map(id => pending.has(id))
     })
+    const { bySocket } = this
+    this.onPong = function (this: WebSocket) {
+      const conn = bySocket.get(this)
+      if (conn !== undefined) conn.alive = true
+    }
+    const forget = (conn: Connection) => this.forget(conn)
+    this.onClose = function (this: WebSocket) {
+      const conn = bySocket.get(this)
+      if (conn !== undefined) forget(conn)
+    }
     this.timer = setInterval(() => this.tick(), Math.min(this.heartbeatMs, 1000))
     this.timer.unref()
   }
@@ -107,7 +132,11 @@ export class LocalHub {
   get connections () { return this.sockets }
   get connectedUsers () { return this.users.size }
   /** Sockets this user holds on this process. */
-  socketsOf (userId: string) { return this.users.get(userId)?.size ?? 0 }
+  socketsOf (userId: string) {
+    const sockets = this.users.get(userId)
+    return sockets === undefined ? 0 : sockets instanceof Set ? sockets.size : 1
+  }
+
   get delivered () { return this.frames }
 
   /** Registers an authenticated socket, says ready, replays what is pending, then goes live. */
@@ -117,15 +146,28 @@ export class LocalHub {
       return
     }
     const conn = new Connection(socket, userId, expiresAt)
-    let conns = this.users.get(userId)
-    if (conns === undefined) this.users.set(userId, conns = new Set())
-    conns.add(conn)
+    const conns = this.users.get(userId)
+    if (conns === undefined) this.users.set(userId, conn)
+    else if (conns instanceof Set) conns.add(conn)
+    else this.users.set(userId, new Set([conns, conn]))
     this.sockets++
-    socket.on('pong', () => { conn.alive = true })
-    socket.once('close', () => this.forget(conn))
+    this.bySocket.set(socket, conn)
+    socket.on('pong', this.onPong)
+    socket.on('close', this.onClose)
     socket.send(readyFrame(userId))
     // Registered before the first query: anything committed later is published to this socket too.
     this.startReplay(conn)
+  }
+
+  /**
+   * Writes a socket's acknowledgements for its user. Reading pauses while they are
+   * written, so a client cannot queue writes without bound.
+   */
+  acknowledge (socket: WebSocket, ids: string[], write: (userId: string, ids: string[]) => Promise<void>): void {
+    const conn = this.bySocket.get(socket)
+    if (conn === undefined) return
+    if (conn.acking++ === 0) socket.pause()
+    write(conn.userId, ids).finally(() => { if (--conn.acking === 0) socket.resume() })
   }
 
   private startReplay (conn: Connection): void {
@@ -154,7 +196,8 @@ export class LocalHub {
         frame = Buffer.from(messageFrame(message.id, tail))
         frameId = message.id
       }
-      for (const conn of conns) this.offer(conn, message.seq, frame as Buffer)
+      if (conns instanceof Set) for (const conn of conns) this.offer(conn, message.seq, frame as Buffer)
+      else this.offer(conns, message.seq, frame as Buffer)
     }
   }
 
@@ -167,17 +210,15 @@ export class LocalHub {
    */
   resync (): void {
     this.revalidate().catch(err => this.log.error({ err }, 'socket re-validation failed'))
-    for (const conns of this.users.values()) {
-      for (const conn of conns) {
-        if (conn.replay !== null) {
-          // Already replaying: one more pass from the start once this one ends.
-          conn.replay.rescanFrom = 0
-          continue
-        }
-        conn.replay = { held: [], rescanFrom: null }
-        this.startReplay(conn)
+    this.each(conn => {
+      if (conn.replay !== null) {
+        // Already replaying: one more pass from the start once this one ends.
+        conn.replay.rescanFrom = 0
+        return
       }
-    }
+      conn.replay = { held: [], rescanFrom: null }
+      this.startReplay(conn)
+    })
   }
 
   /**
@@ -207,19 +248,18 @@ export class LocalHub {
   disconnect (userId: string, code: number, reason: string): void {
     const conns = this.users.get(userId)
     if (conns === undefined) return
-    for (const conn of conns) this.close(conn, code, reason)
+    if (conns instanceof Set) for (const conn of conns) this.close(conn, code, reason)
+    else this.close(conns, code, reason)
   }
 
   /** Closes every socket with 1001, waits (bounded) for the peers to answer, then cuts the rest. */
   async drain (waitMs: number): Promise<void> {
     this.draining = true
     const sockets: WebSocket[] = []
-    for (const conns of this.users.values()) {
-      for (const conn of conns) {
-        sockets.push(conn.socket)
-        this.close(conn, WsClose.GOING_AWAY, 'server shutting down')
-      }
-    }
+    this.each(conn => {
+      sockets.push(conn.socket)
+      this.close(conn, WsClose.GOING_AWAY, 'server shutting down')
+    })
     if (sockets.length === 0) return
     let timeout: NodeJS.Timeout | undefined
     await Promise.race([
@@ -246,9 +286,9 @@ export class LocalHub {
       const replay = conn.replay as Replay
       for (const message of page) {
         cursor = message.seq
-        if (conn.replayed.includes(message.seq) || conn.sentLive.includes(message.seq)) continue
+        if (conn.replayed?.includes(message.seq) || conn.sentLive?.includes(message.seq)) continue
         if (!await this.sendPaced(conn, messageFrame(message.id, messageTail(message)))) return
-        remember(conn.replayed, message.seq)
+        conn.replayed = remember(conn.replayed, message.seq)
       }
       if (page.length === this.pageSize) continue
       if (replay.rescanFrom !== null) {
@@ -260,9 +300,9 @@ export class LocalHub {
       conn.replay = null
       replay.held.sort(bySeq)
       for (const held of replay.held) {
-        if (conn.replayed.includes(held.seq)) continue
+        if (conn.replayed?.includes(held.seq)) continue
         if (!this.send(conn, held.frame)) return
-        remember(conn.sentLive, held.seq)
+        conn.sentLive = remember(conn.sentLive, held.seq)
       }
       return
     }
@@ -270,10 +310,10 @@ export class LocalHub {
 
   /** A live message for one socket: sent now, or held while the socket still replays. */
   private offer (conn: Connection, seq: number, frame: Frame): void {
-    if (conn.replayed.includes(seq)) return
+    if (conn.replayed?.includes(seq)) return
     const replay = conn.replay
     if (replay === null) {
-      if (this.send(conn, frame)) remember(conn.sentLive, seq)
+      if (this.send(conn, frame)) conn.sentLive = remember(conn.sentLive, seq)
       return
     }
     if (replay.rescanFrom === null && replay.held.length < this.heldMax) {
@@ -329,9 +369,22 @@ export class LocalHub {
   private forget (conn: Connection): void {
     conn.closed = true
     const conns = this.users.get(conn.userId)
-    if (conns?.delete(conn)) {
-      this.sockets--
-      if (conns.size === 0) this.users.delete(conn.userId)
+    if (conns === conn) {
+      this.users.delete(conn.userId)
+    } else if (conns instanceof Set && conns.delete(conn)) {
+      // Back to one socket: back to no Set.
+      if (conns.size === 1) this.users.set(conn.userId, conns.values().next().value as Connection)
+    } else {
+      return
+    }
+    this.sockets--
+  }
+
+  /** Calls `fn` for every socket here; `fn` may close the socket. */
+  private each (fn: (conn: Connection) => void): void {
+    for (const conns of this.users.values()) {
+      if (conns instanceof Set) for (const conn of conns) fn(conn)
+      else fn(conns)
     }
   }
 
@@ -339,19 +392,17 @@ export class LocalHub {
     const now = Date.now()
     const ping = now - this.lastPing >= this.heartbeatMs
     if (ping) this.lastPing = now
-    for (const conns of this.users.values()) {
-      for (const conn of conns) {
-        if (conn.expiresAt !== null && conn.expiresAt <= now) {
-          this.close(conn, WsClose.TOKEN_EXPIRED, 'token expired')
-        } else if (ping && !conn.alive) {
-          // No pong since the previous ping: the peer is gone.
-          this.forget(conn)
-          conn.socket.terminate()
-        } else if (ping) {
-          conn.alive = false
-          conn.socket.ping()
-        }
+    this.each(conn => {
+      if (conn.expiresAt !== null && conn.expiresAt <= now) {
+        this.close(conn, WsClose.TOKEN_EXPIRED, 'token expired')
+      } else if (ping && !conn.alive) {
+        // No pong since the previous ping: the peer is gone.
+        this.forget(conn)
+        conn.socket.terminate()
+      } else if (ping) {
+        conn.alive = false
+        conn.socket.ping()
       }
-    }
+    })
   }
 }

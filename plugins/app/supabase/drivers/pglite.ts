@@ -5,10 +5,12 @@ import { lockDataDir } from '../../../../lib/data-dir-lock.js'
 /**
  * Postgres settings for the embedded store. PGlite's defaults size it like a server
  * (128 MB shared buffers, large WAL); one process serving one service needs far less,
- * and every page of it is resident memory.
+ * and every page of it is resident memory: Postgres touches all of shared_buffers as
+ * it starts (each MB of it is a MB of the store process's RSS, measured with `npm run
+ * bench:startup-memory`). The tables live in DATA_DIR's files, which the OS caches.
  */
 export const EMBEDDED_START_PARAMS = [
-  '-c', 'shared_buffers=16MB',
+  '-c', 'shared_buffers=8MB',
   '-c', 'work_mem=2MB',
   '-c', 'maintenance_work_mem=16MB',
   '-c', 'wal_buffers=1MB',

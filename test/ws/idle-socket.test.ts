@@ -88,3 +88,31 @@ t.test('idle sockets share their listeners and keep neither the ticket nor a res
   peers[0].ws.send(JSON.stringify({ type: 'ping' }))
   t.same(await peers[0].next(), { type: 'pong' }, 'the other socket is still open')
 })
+
+t.test('a user with several sockets: each gets deliveries, any may close, and the user can be disconnected everywhere', async t => {
+  const app = await buildApp(t)
+  const base = await listen(app)
+  const [user, sender] = [await createUser(app), await createUser(app)]
+  const peers = [
+    await Peer.ready(t, wsUrl(base, ticketFor(app, user))),
+    await Peer.ready(t, wsUrl(base, ticketFor(app, user))),
+    await Peer.ready(t, wsUrl(base, ticketFor(app, user)))
+  ]
+  t.equal(app.hub.socketsOf(user.id), 3)
+  await sendDirect(app, sender, [user.id], 'to all three')
+  for (const peer of peers) t.match(await peer.next(), { type: 'message', content: 'to all three' })
+
+  for (const peer of peers.slice(0, 2)) {
+    peer.ws.close()
+    await peer.closed
+  }
+  while (app.hub.socketsOf(user.id) > 1) await new Promise(resolve => setTimeout(resolve, 10))
+  await sendDirect(app, sender, [user.id], 'to the one left')
+  t.match(await peers[2].next(), { type: 'message', content: 'to the one left' }, 'the socket left open still gets deliveries')
+
+  const another = await Peer.ready(t, wsUrl(base, ticketFor(app, user)))
+  t.equal(app.hub.socketsOf(user.id), 2)
+  await app.hub.disconnectUser(user.id, 4003, 'user removed')
+  for (const peer of [peers[2], another]) t.match(await peer.closed, { code: 4003, reason: 'user removed' })
+  t.equal(app.hub.socketsOf(user.id), 0, 'no socket of the user is left')
+})

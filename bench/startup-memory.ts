@@ -4,6 +4,11 @@
  * 3 s later, on a new DATA_DIR and after a restart on it; with DATABASE_URL set,
  * the same server on that Postgres as the reference, in the same run. Linux (/proc).
  *
+ * Beside the sum of RSS, the sum of PSS: the server and its store process are two
+ * copies of the same Node binary, whose pages are shared, and RSS counts them in
+ * both. PSS splits every shared page between the processes sharing it, so the sum
+ * is the memory the service takes from the machine.
+ *
  *   npm run bench:startup-memory -- [runs=3]
  *   DATABASE_URL=postgres://… npm run bench:startup-memory
  */
@@ -23,12 +28,17 @@ async function rssKiB (pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0)
 }
 
+async function pssKiB (pid: number): Promise<number> {
+  const rollup = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8').catch(() => '')
+  return Number(/^Pss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0)
+}
+
 async function children (pid: number): Promise<number[]> {
   const tasks = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')
   return tasks.trim().split(/\s+/).filter(Boolean).map(Number)
 }
 
-interface Sample { startMs: number, serverMiB: number, storeMiB: number }
+interface Sample { startMs: number, serverMiB: number, storeMiB: number, pssMiB: number }
 
 async function start (env: Record<string, string>): Promise<Sample> {
   const started = performance.now()
@@ -50,8 +60,12 @@ async function start (env: Record<string, string>): Promise<Sample> {
     await new Promise(resolve => setTimeout(resolve, 3000))
     const serverKiB = await rssKiB(server.pid!)
     let storeKiB = 0
-    for (const child of await children(server.pid!)) storeKiB += await rssKiB(child)
-    return { startMs, serverMiB: serverKiB / 1024, storeMiB: storeKiB / 1024 }
+    let pss = await pssKiB(server.pid!)
+    for (const child of await children(server.pid!)) {
+      storeKiB += await rssKiB(child)
+      pss += await pssKiB(child)
+    }
+    return { startMs, serverMiB: serverKiB / 1024, storeMiB: storeKiB / 1024, pssMiB: pss / 1024 }
   } finally {
     server.kill('SIGTERM')
     await exited
@@ -62,7 +76,8 @@ function report (name: string, samples: Sample[]) {
   const total = median(samples.map(s => s.serverMiB + s.storeMiB))
   console.log(`${name.padEnd(30)} start ${median(samples.map(s => s.startMs)).toFixed(0).padStart(5)} ms; RSS total ${total.toFixed(0)} MiB ` +
     `(server ${median(samples.map(s => s.serverMiB)).toFixed(0)}, store process ${median(samples.map(s => s.storeMiB)).toFixed(0)}); ` +
-    `totals [${samples.map(s => (s.serverMiB + s.storeMiB).toFixed(0)).join(', ')}]`)
+    `totals [${samples.map(s => (s.serverMiB + s.storeMiB).toFixed(0)).join(', ')}]; ` +
+    `PSS total ${median(samples.map(s => s.pssMiB)).toFixed(0)} MiB [${samples.map(s => s.pssMiB.toFixed(0)).join(', ')}]`)
 }
 
 console.log(`node dist/server.js, node ${process.version}, median of ${RUNS} runs; RSS 3 s after the first /health answer`)

@@ -20,6 +20,9 @@ alter table idempotency_keys add column if not exists pending jsonb;
 alter table idempotency_keys add column if not exists lease_until timestamptz;
 -- Who holds the lease: a takeover draws a new claim, and the writer it replaced learns it.
 alter table idempotency_keys add column if not exists claim uuid;
+-- Users being deleted, a handful at any time: a later chunk looks its recipients up
+-- here, not in the whole users table (the first transaction checked they all exist).
+create index if not exists users_being_deleted_idx on users (id) where deleted_at is not null;
 
 -- gatehouse_send as in the token-limits migration, plus:
 -- - p_first_chunk: write at most this many rows now (null: all of them, as before);
@@ -149,7 +152,8 @@ end $$;
 -- the order of p_recipients. Returns
 --   {"recipients": [...], "seqs": [...], "skipped": [...]}
 -- the rows written (seqs in recipient order) and the recipients deleted since the
--- send was accepted, who get nothing. Rows that already exist for p_body_id are
+-- send was accepted (being deleted: a user whose deletion was also fully pruned within
+-- the send is not seen, and their rows go with retention), who get nothing. Rows that already exist for p_body_id are
 -- skipped when some may: p_resume (a taken-over send), or when the send's
 -- Idempotency-Key is no longer held by p_claim (another process took it over). A
 -- send writing alone skips that look-up, a third of a chunk's cost. With a key, its
@@ -182,7 +186,7 @@ begin
 
   with wanted as materialized (
     select t.r, t.ord,
-      exists (select 1 from users u where u.id = t.r and u.deleted_at is null) as present,
+      not exists (select 1 from users u where u.id = t.r and u.deleted_at is not null) as present,
       case when v_probe then exists (select 1 from messages m where m.body_id = p_body_id and m.recipient_id = t.r) else false end as written
     from unnest(p_recipients) with ordinality as t(r, ord)),
   inserted as (

@@ -37,7 +37,7 @@ export const ConfigSchema = Type.Object({
   // A large send is written in chunks of at most 20,000 rows, each a transaction within STORE_TIMEOUT_MS.
   MAX_RECIPIENTS: Type.Integer({ minimum: 1, maximum: 100000, default: 10000 }),
   // Rows of a send's first transaction; larger sends continue in chunks growing 4x, delivered as each commits.
-  SEND_FIRST_CHUNK: Type.Integer({ minimum: 1, maximum: 100000, default: 1000 }),
+  SEND_FIRST_CHUNK: Type.Integer({ minimum: 0, maximum: 100000, default: 0 }),
   MAX_CONTENT_BYTES: Type.Integer({ minimum: 1, maximum: 49152, default: 16384 }),
   RATE_LIMIT_MAX: Type.Integer({ minimum: 1, default: 600 }),
   STORE_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 5000 }),

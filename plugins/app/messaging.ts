@@ -147,8 +147,8 @@ export default fp(async function messaging (fastify: FastifyInstance) {
         ? null
         : requestHash(request?.route ?? 'send', request?.body ?? { recipientIds, content, templateId }),
       tokenId: caller.tokenId ?? null,
-      firstChunk: config.SEND_FIRST_CHUNK,
-      leaseSeconds: SEND_LEASE_SECONDS
+      // 0 (the default): every send is one transaction.
+      ...(config.SEND_FIRST_CHUNK > 0 ? { firstChunk: config.SEND_FIRST_CHUNK, leaseSeconds: SEND_LEASE_SECONDS } : {})
     })
     if (!outcome.ok) {
       if (outcome.error === 'quota_exhausted') throw quotaExhausted(outcome.sendQuota)

@@ -75,7 +75,7 @@ const access = server.tokens.issueAccess(user!).token
 const apiId = crypto.randomUUID()
 await server.store.createApiToken({ id: apiId, userId: user!.id, createdBy: null, name: 'bench', expiresAt: null })
 const api = server.tokens.issueApi(apiId, user!.id, null)
-// Introspection needs an administrator's token; it reads the presented token's record from the store every time.
+// Introspection needs an administrator's token; a token without a send quota is answered from the authentication cache.
 const admin = await server.store.upsertUser({ id: 'bench-admin', email: 'admin@example.com', name: 'Bench admin', role: 'admin' })
 const adminApiId = crypto.randomUUID()
 await server.store.createApiToken({ id: adminApiId, userId: admin!.id, createdBy: null, name: 'bench-admin', expiresAt: null })
@@ -87,7 +87,7 @@ const allRoutes: Array<[string, string, Record<string, string>, string?]> = [
   ['GET /health (full app, no auth)', `${base}/health`, {}],
   ['GET /websocket-token/ (verify + user lookup + sign)', `${base}/websocket-token/`, { authorization: `Bearer ${access}` }],
   ['GET /api/templates (API token + one store query for the list)', `${base}/api/templates`, { authorization: `Bearer ${api}` }],
-  ['POST /api/tokens/introspect (API token + one store call for the token introspected)', `${base}/api/tokens/introspect`,
+  ['POST /api/tokens/introspect (API token; the token introspected, without a quota, from the auth cache)', `${base}/api/tokens/introspect`,
     { authorization: `Bearer ${adminApi}`, 'content-type': 'application/json' }, JSON.stringify({ token: api })]
 ]
 const routes = allRoutes.filter(([name]) => name.includes(values.only))

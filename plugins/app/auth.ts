@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest, onRequestHookHandler, preHandlerHookHandler } from 'fastify'
 import { forbidden, unauthorized } from '../../lib/errors.js'
 import type { User } from '../../schemas/users.js'
-import { AuthCache, shareInvalidations } from './auth-cache.js'
+import { AuthCache, shareInvalidations, type ApiTokenRecord } from './auth-cache.js'
 import type { ApiScope } from '../../schemas/tokens.js'
 import { batchLoader } from '../../lib/batch.js'
 
@@ -42,6 +42,11 @@ declare module 'fastify' {
      * what every credential is checked against. Lookups arriving together share one store call.
      */
     userById (id: string): Promise<User | null>
+    /**
+     * An API token's record and its user's, through the authentication cache (so as
+     * current as what authenticates the token itself); loading it marks the token used.
+     */
+    apiTokenRecord (id: string): Promise<ApiTokenRecord | null>
   }
   interface FastifyRequest {
     caller: Caller | null
@@ -76,6 +81,8 @@ export default fp(async function auth (fastify: FastifyInstance) {
   })
   const userById = (id: string) => cache.user(id, () => users.load(id))
   fastify.decorate('userById', userById)
+  const apiTokenRecord = (id: string) => cache.apiToken(id, () => store.authenticateApiToken(id))
+  fastify.decorate('apiTokenRecord', apiTokenRecord)
 
   /** Resolves a token of one of `kinds` to a caller; role and existence come from the store now. */
   async function resolve (token: string, kinds: CallerKind[], message?: string): Promise<Caller> {
@@ -90,7 +97,7 @@ export default fp(async function auth (fastify: FastifyInstance) {
     }
     const claims = tokens.verify('api', token, message)
     const jti = claims.jti
-    const record = jti ? await cache.apiToken(jti, () => store.authenticateApiToken(jti)) : null
+    const record = jti ? await apiTokenRecord(jti) : null
     if (!record?.user || record.token.revokedAt !== null) throw unauthorized(message)
     if (record.token.expiresAt !== null && Date.parse(record.token.expiresAt) <= Date.now()) throw unauthorized(message)
     return { user: record.user, kind: 'api', tokenId: jti, scopes: record.token.scopes, sendsPerMinute: record.token.sendsPerMinute, expiresAt: claims.exp }

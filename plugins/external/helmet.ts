@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { onRequestHookHandler } from 'fastify'
 import helmet from 'helmet'
 
 /**
@@ -18,9 +19,29 @@ function headersOf (middleware: ReturnType<typeof helmet>): Record<string, strin
 }
 
 /**
+ * Headers that only mean something to a browser rendering a document (opener
+ * isolation, agent clusters, DNS prefetching, IE's download prompt, Adobe's
+ * cross-domain policies, the retired XSS auditor): sent with the HTML pages (docs,
+ * demo), not with every JSON answer, where each costs the server and every client
+ * the bytes and the parsing for nothing (OWASP's REST cheat sheet lists the rest).
+ */
+const DOCUMENT_ONLY = ['cross-origin-opener-policy', 'origin-agent-cluster', 'x-dns-prefetch-control',
+  'x-download-options', 'x-permitted-cross-domain-policies', 'x-xss-protection']
+
+const defaults = headersOf(helmet({ contentSecurityPolicy: false, hsts: false }))
+const documentHeaders = Object.fromEntries(DOCUMENT_ONLY.map(name => [name, defaults[name]]))
+
+/** An onRequest hook for the routes that serve HTML: helmet's document headers besides the common ones. */
+export const addDocumentHeaders: onRequestHookHandler = function addDocumentHeaders (_request, reply, done) {
+  reply.headers(documentHeaders)
+  done()
+}
+
+/**
  * Security headers on every response. The service answers JSON: nothing may load
- * from it into a page or frame it (the docs UI sets its own policy). HSTS only when
- * HSTS_MAX_AGE says so: it binds browsers to HTTPS, which a proxy in front decides.
+ * from it into a page or frame it (the docs UI and the demo page set their own
+ * policy). HSTS only when HSTS_MAX_AGE says so: it binds browsers to HTTPS, which a
+ * proxy in front decides.
  *
  * helmet decides the headers, once: @fastify/helmet builds its middleware again on
  * every request (parsing every directive), and even run per request the middleware's
@@ -35,6 +56,7 @@ export default fp(async function securityHeaders (fastify) {
     referrerPolicy: { policy: 'no-referrer' },
     hsts: maxAge > 0 ? { maxAge, includeSubDomains: true } : false
   }))
+  for (const name of DOCUMENT_ONLY) delete headers[name]
   fastify.addHook('onRequest', function helmetHeaders (_request, reply, done) {
     reply.headers(headers)
     done()

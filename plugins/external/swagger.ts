@@ -6,6 +6,7 @@ import { asyncApiDocument } from '../../lib/asyncapi.js'
 import { ERROR_DESCRIPTIONS } from '../../schemas/common.js'
 import { ClerkDeletedUserSchema, ClerkUserSchema } from '../../schemas/webhooks.js'
 import { WsQuerySchema } from '../../schemas/ws.js'
+import { addDocumentHeaders } from './helmet.js'
 
 const VERSION = '0.1.0'
 type Json = Record<string, unknown>
@@ -124,7 +125,7 @@ export default fp(async function swagger (fastify) {
   })
   // The documents are still built when DOCS=off (fastify.swagger()): only serving them is optional.
   if (fastify.config.DOCS !== 'on') return
-  await fastify.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true })
+  await fastify.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true, uiHooks: { onRequest: addDocumentHeaders } })
   const asyncapi = asyncApiDocument(VERSION)
   fastify.get('/docs/asyncapi.json', { schema: { hide: true } }, async () => asyncapi)
 }, { name: 'swagger', dependencies: ['env'] })

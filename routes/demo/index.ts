@@ -3,6 +3,7 @@ import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import { ApiError } from '../../lib/errors.js'
 import { clientBuildFile } from '../../lib/paths.js'
 import { PAGE_CSS, PAGE_HTML, PAGE_ICON, PAGE_SCRIPT } from './page.js'
+import { addDocumentHeaders } from '../../plugins/external/helmet.js'
 
 // Scripts and styles come from this folder's own URLs only: no inline code, no third parties.
 const CSP = [
@@ -26,6 +27,7 @@ function asset (reply: FastifyReply, type: string, body: string) {
  */
 const routes: FastifyPluginAsync = async function (fastify) {
   const hidden = { schema: { hide: true } }
+  fastify.addHook('onRequest', addDocumentHeaders)
   // /demo and /demo/ alike (ignoreTrailingSlash): the page links its files by absolute path.
   fastify.get('/demo/', hidden, async (_request, reply) => asset(reply, 'text/html', PAGE_HTML))
   fastify.get('/demo/demo.js', hidden, async (_request, reply) => asset(reply, 'text/javascript', PAGE_SCRIPT))

@@ -22,6 +22,8 @@ t.test('a ticket is never logged, however the query spells `token`', async t => 
   t.equal(redactUrl('/health'), '/health')
 })
 
+const DOCUMENT_ONLY = ['cross-origin-opener-policy', 'origin-agent-cluster', 'x-dns-prefetch-control', 'x-download-options', 'x-permitted-cross-domain-policies', 'x-xss-protection']
+
 t.test('security headers on every response', async t => {
   const app = await buildApp(t)
   for (const url of ['/health', '/nope', '/websocket-token/']) {
@@ -31,6 +33,19 @@ t.test('security headers on every response', async t => {
     t.equal(res.headers['referrer-policy'], 'no-referrer', url)
     t.match(res.headers['content-security-policy'], /frame-ancestors 'none'/, url)
     t.equal(res.headers['strict-transport-security'], undefined, 'no HSTS unless configured')
+    t.equal(res.headers['cross-origin-resource-policy'], 'same-origin', url)
+    for (const name of DOCUMENT_ONLY) t.equal(res.headers[name], undefined, `${url}: no ${name} on a JSON answer`)
+  }
+  // The HTML pages get helmet's document headers too, and keep their own policy.
+  const pages = await buildApp(t, { env: { DEMO: 'true' } })
+  for (const url of ['/docs/', '/demo/']) {
+    const res = await pages.inject(url)
+    t.equal(res.statusCode, 200, url)
+    t.match(res.headers['content-type'], /text\/html/, url)
+    t.equal(res.headers['cross-origin-opener-policy'], 'same-origin', url)
+    t.equal(res.headers['x-permitted-cross-domain-policies'], 'none', url)
+    t.equal(res.headers['x-frame-options'], 'DENY', url)
+    t.match(res.headers['content-security-policy'], /script-src 'self'/, `${url} keeps its own policy`)
   }
   const hsts = await buildApp(t, { env: { HSTS_MAX_AGE: '31536000' } })
   t.equal((await hsts.inject('/health')).headers['strict-transport-security'], 'max-age=31536000; includeSubDomains')

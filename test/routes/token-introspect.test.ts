@@ -76,6 +76,34 @@ for (const backend of testBackends()) {
       t.same((await introspect(genuine)).json(), { active: false, reason: 'unknown' }, "a deleted owner's token")
     })
 
+    t.test('answers as current as authentication, reading the store only for a quota', async t => {
+      const { app, user, adminAuth, mint, introspect } = await setup(t, backend)
+      const plain = await mint({})
+      const limited = await mint({ sendQuota: 3 })
+      const reads = new Map<string, number>()
+      const authenticate = app.store.authenticateApiToken.bind(app.store)
+      app.store.authenticateApiToken = async (id: string) => {
+        reads.set(id, (reads.get(id) ?? 0) + 1)
+        return await authenticate(id)
+      }
+
+      for (let i = 0; i < 3; i++) t.equal((await introspect(plain.token)).json().active, true)
+      t.equal(reads.get(plain.tokenId), 1, 'a token without a quota is read once, then answered from the cache')
+
+      t.equal((await introspect(limited.token)).json().send_quota_remaining, 3)
+      const sent = await app.inject({ method: 'POST', url: '/api/messages/send-private', headers: { authorization: `Bearer ${limited.token}` }, payload: { recipientId: user.id, content: 'hi' } })
+      t.equal(sent.statusCode, 200)
+      t.equal((await introspect(limited.token)).json().send_quota_remaining, 2, 'what is left of a quota is read from the store on every call')
+
+      const revoked = await app.inject({ method: 'DELETE', url: `/api/admin/tokens/${plain.tokenId}`, headers: adminAuth })
+      t.equal(revoked.statusCode, 200)
+      t.same((await introspect(plain.token)).json(), { active: false, reason: 'revoked' }, 'a revocation is seen from the next call')
+      const other = await mint({})
+      t.equal((await introspect(other.token)).json().active, true)
+      await app.store.deleteUser({ id: user.id })
+      t.same((await introspect(other.token)).json(), { active: false, reason: 'unknown' }, "so is the owner's removal")
+    })
+
     t.test('who may introspect: the configured credential, or an administrator with the scope', async t => {
       const { app, admin, user, mint, introspect } = await setup(t, backend)
       const { token } = await mint({})

@@ -136,7 +136,10 @@ t.test('two gatehouse processes on one Postgres and one Redis', async t => {
     const victimToken = await apiToken(victim)
 
     t.equal((await sendPrivate(b.url, victimToken.token, admin.id, 'before')).status, 200)
+    const introspect = async () => (await call(b.url, 'POST', '/api/tokens/introspect', adminToken, { token: victimToken.token })).body
+    t.equal((await introspect()).active, true, 'active, as the other process sees it')
     t.equal((await call(a.url, 'DELETE', `/api/admin/tokens/${victimToken.id}`, adminToken)).status, 200)
+    t.same(await introspect(), { active: false, reason: 'revoked' }, "the other process's introspection sees the revocation from the next call")
     const refusedSend = await sendPrivate(b.url, victimToken.token, admin.id, 'after')
     t.equal(refusedSend.status, 401, 'the other process refuses the revoked token from the next request')
     t.equal(refusedSend.body.error, 'Unauthorized: Missing or invalid token')

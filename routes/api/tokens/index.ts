@@ -49,7 +49,11 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       return { active: false, reason: otherKind ? 'wrong_kind' : 'unknown' }
     }
     const { claims } = checked
-    const record = await store.authenticateApiToken(claims.jti)
+    // As current as authentication: a revocation, removal or demotion is seen at once here and
+    // within a second on every process. A send quota changes with every send, on any process:
+    // what is left is read from the store.
+    let record = await fastify.apiTokenRecord(claims.jti)
+    if (record !== null && record.token.sendQuota !== null) record = await store.authenticateApiToken(claims.jti)
     if (!record?.user || record.token.userId !== claims.sub) return { active: false, reason: 'unknown' }
     if (record.token.revokedAt !== null) return { active: false, reason: 'revoked' }
     if (record.token.expiresAt !== null && Date.parse(record.token.expiresAt) <= Date.now()) return { active: false, reason: 'expired' }
@@ -66,8 +70,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       iss: (claims as { iss?: string }).iss,
       aud: (claims as { aud?: string }).aud,
       token_type: 'api',
-      // Send limits, as RFC 7662 allows extensions, only when the token has them (as exp);
-      // the quota left is read now, not from a cache.
+      // Send limits, as RFC 7662 allows extensions, only when the token has them (as exp).
       ...(sendsPerMinute !== null ? { sends_per_minute: sendsPerMinute } : {}),
       ...(sendQuota !== null ? { send_quota: sendQuota, send_quota_remaining: sendQuotaRemaining ?? 0 } : {})
     }

@@ -34,6 +34,40 @@ function expiresAtSeconds (token: string): number {
 }
 
 /**
+ * Claims of tokens verified lately, by the token itself, until their `exp` and for 10
+ * minutes at most, so a client presenting the same token request after request pays
+ * the signature check once. fast-jwt's own cache keys entries by a SHA-256 of the
+ * token, which costs as much as half a verification, and warns against other keys;
+ * here the key is the token: process memory that holds JWT_SECRET loses nothing by
+ * holding tokens it signed. Revocation is not this cache's concern: the caller's
+ * record is checked after it (auth.ts).
+ */
+class VerifiedTokens {
+  private readonly entries = new Map<string, { claims: unknown, until: number }>()
+
+  get (token: string): unknown {
+    const hit = this.entries.get(token)
+    if (hit === undefined) return undefined
+    if (hit.until > Date.now()) return hit.claims
+    this.entries.delete(token)
+    return undefined
+  }
+
+  set (token: string, claims: unknown): unknown {
+    const now = Date.now()
+    const exp = (claims as { exp?: unknown }).exp
+    const until = Math.min(now + VERIFIED_MAX_AGE_MS, typeof exp === 'number' ? exp * 1000 : Infinity)
+    if (until > now) {
+      if (this.entries.size >= VERIFIED_MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value as string)
+      this.entries.set(token, { claims, until })
+    }
+    return claims
+  }
+}
+const VERIFIED_MAX_AGE_MS = 10 * 60_000
+const VERIFIED_MAX_ENTRIES = 5000
+
+/**
  * Lifetimes are in seconds, as @fastify/jwt reads a numeric `expiresIn`
  * (it converts to fast-jwt's milliseconds itself).
  */
@@ -48,6 +82,8 @@ export class TokenService {
   private signers = new Map<string, (payload: Record<string, unknown>) => string>()
   private verifiers = new Map<string, (token: string) => unknown>()
   private verifiersVersion = -1
+  /** Secret-signed access and API tokens verified lately; a ws ticket is used once, so never kept. */
+  private readonly verified: Partial<Record<TokenKind, VerifiedTokens>> = { access: new VerifiedTokens(), api: new VerifiedTokens() }
 
   constructor (
     private readonly jwt: JWT,
@@ -84,7 +120,11 @@ export class TokenService {
    */
   private verifyWithKid (kind: TokenKind, token: string): unknown {
     // The header every token signed with JWT_SECRET carries: nothing in it to read.
-    if (token.startsWith(SECRET_SIGNED_HEADER)) return this.ns(kind).verify(token)
+    if (token.startsWith(SECRET_SIGNED_HEADER)) {
+      const remembered = this.verified[kind]
+      if (!remembered) return this.ns(kind).verify(token)
+      return remembered.get(token) ?? remembered.set(token, this.ns(kind).verify(token))
+    }
     const header = JSON.parse(Buffer.from(token.split('.')[0], 'base64url').toString('utf8')) as { kid?: unknown }
     if (header.kid === undefined) return this.ns(kind).verify(token)
     const ring = this.keyRing

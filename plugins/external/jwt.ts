@@ -31,12 +31,14 @@ export const REQUIRED_CLAIMS: Record<TokenKind, string[]> = {
 }
 
 /**
- * Verified tokens are remembered (fast-jwt's verifier cache, until their `exp` and
- * for 10 minutes at most), keyed by a SHA-256 of the whole token, so a client
- * presenting the same token request after request pays the signature check and
- * claim parsing once. Revocation is not the verifier's concern: the caller's record
- * is checked after it (auth.ts). A ws ticket is used once: remembering it would only
- * keep its claims in memory behind every socket it opened.
+ * Verified tokens signed with a key of the ring are remembered (fast-jwt's verifier
+ * cache, until their `exp` and for 10 minutes at most; the verifier, and its cache,
+ * goes when its key does), so a client presenting the same token request after
+ * request pays the signature check and claim parsing once. Secret-signed tokens are
+ * remembered by the token service itself (plugins/app/tokens.ts). Revocation is not
+ * the verifier's concern: the caller's record is checked after it (auth.ts). A ws
+ * ticket is used once: remembering it would only keep its claims in memory behind
+ * every socket it opened.
  */
 export const VERIFIER_CACHE: Record<TokenKind, { cache?: number }> = { access: { cache: 5000 }, ws: {}, api: { cache: 5000 } }
 
@@ -46,7 +48,7 @@ export default fp(async function jwt (fastify: FastifyInstance) {
       namespace: kind,
       secret: fastify.config.JWT_SECRET,
       sign: { algorithm: 'HS256', iss: ISSUER, aud: audience },
-      verify: { algorithms: ['HS256'], allowedIss: ISSUER, allowedAud: audience, requiredClaims: REQUIRED_CLAIMS[kind], ...VERIFIER_CACHE[kind] },
+      verify: { algorithms: ['HS256'], allowedIss: ISSUER, allowedAud: audience, requiredClaims: REQUIRED_CLAIMS[kind] },
       // Tokens are read by the auth plugin, never from a decorator that guesses the source.
       decode: { complete: false }
     })

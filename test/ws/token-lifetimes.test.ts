@@ -126,6 +126,14 @@ t.test('an API token expires at its expiration', async t => {
   t.equal(claims.exp, Math.floor(expiration.getTime() / 1000), 'exp is the expiration, in seconds')
   t.equal(claims.sub, user.id)
 
+  const clock = fakeClock(t)
+  const templates = async () => (await app.inject({ url: '/api/templates', headers: { authorization: `Bearer ${res.json().token}` } })).statusCode
+  t.equal(await templates(), 200, 'used as soon as minted')
+  clock.setSystemTime(expiration.getTime() - 2000)
+  t.equal(await templates(), 200, 'and until shortly before its expiration')
+  clock.setSystemTime(expiration.getTime() + 1000)
+  t.equal(await templates(), 401, 'a second after it, refused')
+
   const forever = await app.inject({ method: 'POST', url: '/api/admin/tokens', headers: { authorization: `Bearer ${accessToken}` }, payload: { userId: user.id } })
   t.notOk('exp' in decode(forever.json().token), 'a token minted without expiration has no exp')
 })

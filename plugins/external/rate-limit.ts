@@ -1,14 +1,21 @@
 import { createRequire } from 'node:module'
 import fp from 'fastify-plugin'
-import fastifyRateLimit, { type FastifyRateLimitStore, type FastifyRateLimitStoreCtor, type RateLimitOptions } from '@fastify/rate-limit'
+import fastifyRateLimit, { normalizeIP, type FastifyRateLimitStore, type FastifyRateLimitStoreCtor, type RateLimitOptions } from '@fastify/rate-limit'
 import type { Redis } from 'ioredis'
 import { ApiError } from '../../lib/errors.js'
 
 const limited = (after: string) => new ApiError(429, 'RATE_LIMITED', `Rate limit exceeded, retry in ${after}`)
 
 type RedisStoreCtor = new (continueExceeding: boolean, exponentialBackoff: boolean, redis: Redis, key: string) => FastifyRateLimitStore
-// The plugin's own Redis store (its counting script), which it does not export by name.
-const RedisStore = createRequire(import.meta.url)('@fastify/rate-limit/store/RedisStore.js') as RedisStoreCtor
+type LocalStoreCtor = new (continueExceeding: boolean, exponentialBackoff: boolean, size: number) => FastifyRateLimitStore
+// The plugin's own stores (its LRU, its Redis counting script), which it does not export by name.
+const require = createRequire(import.meta.url)
+const RedisStore = require('@fastify/rate-limit/store/RedisStore.js') as RedisStoreCtor
+const LocalStore = require('@fastify/rate-limit/store/LocalStore.js') as LocalStoreCtor
+
+const MINUTE = 60_000
+/** Addresses counted at once in one process without Redis (the plugin's own default). */
+const LOCAL_ADDRESSES = 5000
 
 /** Options of a limiter made with createRateLimit(); `nameSpace` names its keys. */
 export type LimiterOptions = NonNullable<Parameters<import('fastify').FastifyInstance['createRateLimit']>[0]> & { nameSpace?: string }
@@ -51,19 +58,25 @@ export default fp(async function rateLimit (fastify) {
   })
   // The plugin's own global hook runs after a route's onRequest hooks, so a failed
   // authentication would never count: a root hook counts every request first,
-  // unknown routes included. It uses createRateLimit(), which does not mark the
-  // request as counted, so a route's own limit still applies after it.
-  const check = fastify.createRateLimit()
-  fastify.addHook('onRequest', async function globalRateLimit (request, reply) {
-    if (request.routeOptions.config?.rateLimit === false) return
-    const limit = await check(request)
-    if (limit.isAllowed) return
-    reply.header('x-ratelimit-limit', limit.max)
-    reply.header('x-ratelimit-remaining', limit.remaining)
-    reply.header('x-ratelimit-reset', limit.ttlInSeconds)
-    if (limit.isExceeded) {
-      reply.header('retry-after', limit.ttlInSeconds)
-      throw limited(`${limit.ttlInSeconds} seconds`)
-    }
+  // unknown routes included, straight in the plugin's store. Its createRateLimit()
+  // would do the same through three promises a request, which cost every request
+  // more than the counting itself. A route's own limit still applies after it.
+  const max = fastify.config.RATE_LIMIT_MAX
+  const budget = fastify.redis
+    ? new RedisStore(false, false, fastify.redis.commands, `${fastify.redis.prefix}rate:`)
+    : new LocalStore(false, false, LOCAL_ADDRESSES)
+  fastify.addHook('onRequest', function globalRateLimit (request, reply, done) {
+    if (request.routeOptions.config?.rateLimit === false) return done()
+    budget.incr(normalizeIP(request.ip), (err, counted) => {
+      // With Redis down the limit fails open, as the plugin's skipOnError.
+      if (err || counted === undefined) return done()
+      const reset = Math.ceil(counted.ttl / 1000)
+      reply.header('x-ratelimit-limit', max)
+      reply.header('x-ratelimit-remaining', Math.max(0, max - counted.current))
+      reply.header('x-ratelimit-reset', reset)
+      if (counted.current <= max) return done()
+      reply.header('retry-after', reset)
+      done(limited(`${reset} seconds`))
+    }, MINUTE, max)
   })
 }, { name: 'rate-limit', dependencies: ['env'] })

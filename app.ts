@@ -6,7 +6,6 @@ import type { RpcDriver } from './plugins/app/supabase/driver.js'
 import { ErrorSchema } from './schemas/common.js'
 
 import env from './plugins/external/env.js'
-import cookie from './plugins/external/cookie.js'
 import cors from './plugins/external/cors.js'
 import helmet from './plugins/external/helmet.js'
 import rateLimit from './plugins/external/rate-limit.js'
@@ -73,7 +72,6 @@ async function app (fastify: FastifyInstance, opts: AppOptions) {
   })
 
   await fastify.register(helmet)
-  await fastify.register(cookie)
   await fastify.register(cors)
   await fastify.register(redis)
   await fastify.register(rateLimit)

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest, onRequestHookHandler, preHandlerHookHandler } from 'fastify'
+import { parseCookie } from 'cookie'
 import { forbidden, unauthorized } from '../../lib/errors.js'
 import type { User } from '../../schemas/users.js'
 import { AuthCache, shareInvalidations, type ApiTokenRecord } from './auth-cache.js'
@@ -62,6 +63,16 @@ export function bearerToken (request: FastifyRequest, message?: string): string 
   return match[1]
 }
 
+/**
+ * The access token a browser sends in the `access_token` cookie; null when absent.
+ * Read only by the routes that accept it: parsing cookies on every request (a hook
+ * for all routes) costs the many routes that never look.
+ */
+export function accessTokenCookie (request: FastifyRequest): string | null {
+  const header = request.headers.cookie
+  return header === undefined ? null : parseCookie(header).access_token || null
+}
+
 export default fp(async function auth (fastify: FastifyInstance) {
   const { tokens, store } = fastify
   fastify.decorateRequest('caller', null)
@@ -108,7 +119,7 @@ export default fp(async function auth (fastify: FastifyInstance) {
       let token = bearerToken(request, options.message)
       let kinds = options.kinds
       if (token === null && options.cookie) {
-        token = request.cookies?.access_token ?? null
+        token = accessTokenCookie(request)
         kinds = ['access']
       }
       if (token === null) throw unauthorized(options.message)
@@ -119,4 +130,4 @@ export default fp(async function auth (fastify: FastifyInstance) {
   fastify.decorate('requireAdmin', async function requireAdmin (request: FastifyRequest) {
     if (request.caller?.user.role !== 'admin') throw forbidden('Administrator role required')
   })
-}, { name: 'auth', dependencies: ['tokens', 'supabase', 'cookie'] })
+}, { name: 'auth', dependencies: ['tokens', 'supabase'] })

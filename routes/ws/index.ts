@@ -3,7 +3,7 @@ import type { FastifyRequest } from 'fastify'
 import type { RawData, WebSocket } from 'ws'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { ApiError, unauthorized } from '../../lib/errors.js'
-import { bearerToken } from '../../plugins/app/auth.js'
+import { accessTokenCookie, bearerToken } from '../../plugins/app/auth.js'
 import type { SocketSession } from '../../plugins/app/websocket/index.js'
 import { PONG_FRAME } from '../../plugins/app/websocket/frames.js'
 import { releaseUpgradeRequest } from '../../plugins/external/websocket.js'
@@ -54,11 +54,12 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       expiresAt = claims.sexp ? claims.sexp * 1000 : null
     } else {
       let token = bearerToken(request)
-      if (token === null && request.cookies?.access_token) {
+      const cookie = token === null ? accessTokenCookie(request) : null
+      if (cookie !== null) {
         // A cookie rides along on any page's request: only pages we trust may use it.
         const origin = request.headers.origin
         if (origin === undefined || !config.CORS_ORIGINS.includes(origin)) throw new ApiError(403, 'ORIGIN_NOT_ALLOWED', 'Origin not allowed')
-        token = request.cookies.access_token
+        token = cookie
       }
       if (token === null) throw unauthorized()
       const claims = tokens.verify('access', token)

@@ -47,7 +47,10 @@ for (const backend of testBackends()) {
         ['an api token (wrong kind)', { headers: { authorization: `Bearer ${api.token}` } }],
         ['a ws ticket (wrong kind)', { headers: { authorization: `Bearer ${ticket}` } }],
         ['an api token in the cookie', { cookies: { access_token: api.token } }],
-        ['a garbage cookie', { cookies: { access_token: '%%%' } }]
+        ['a garbage cookie', { cookies: { access_token: '%%%' } }],
+        ['an empty cookie', { headers: { cookie: 'access_token=' } }],
+        ['a malformed Cookie header', { headers: { cookie: '=;;access_token;%E0%A4%A=\u0000' } }],
+        ['the token under another cookie name', { headers: { cookie: `token=${accessTokenFor(app, user)}` } }]
       ]
       for (const [name, request] of cases) {
         const res = await app.inject({ method: 'GET', url: '/websocket-token/', ...request })

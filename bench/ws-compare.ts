@@ -3,7 +3,8 @@
  * scenarios that matter for real-time delivery:
  *
  *   connect   N sockets opened (gatehouse: ticket, upgrade, `ready` frame)
- *   memory    server RSS per idle socket (N open, after a GC)
+ *   memory    server RSS growth since it started, per socket (N open, after a GC;
+ *             the fan-outs of earlier rounds included: bench:ws-idle isolates the sockets)
  *   fan-out   one send-bulk to all N sockets, and one to 1,000 of them (every
  *             tenth): time from the request to the first and to the last frame
  *
@@ -56,7 +57,7 @@ const smallRecipients = users.filter((_, i) => i % stride === 0).slice(0, SMALL)
 type Metric = 'connectMs' | 'rssPerSocketKiB' | 'bigFirstMs' | 'bigLastMs' | 'smallFirstMs' | 'smallLastMs'
 const METRICS: Record<Metric, string> = {
   connectMs: `connect ${N} sockets (ms)`,
-  rssPerSocketKiB: 'server RSS per idle socket (KiB)',
+  rssPerSocketKiB: 'server RSS growth per open socket (KiB)',
   bigFirstMs: `send-bulk to ${N}: first frame (ms)`,
   bigLastMs: `send-bulk to ${N}: last frame (ms)`,
   smallFirstMs: `send-bulk to ${SMALL} of ${N}: first frame (ms)`,

@@ -6,7 +6,8 @@
  * interleaved; medians. The open-file limit caps N (one descriptor per socket).
  *
  *   npm run bench:ws-idle -- [--clients 19000] [--rounds 3]
- *   DATABASE_URL=postgres://… npm run bench:ws-idle     (gatehouse on Postgres; the default is the embedded store in process)
+ *   DATABASE_URL=postgres://… npm run bench:ws-idle     (gatehouse on Postgres; the default is the embedded store,
+ *   in its own process as `npm start` runs it, whose memory is not the server's)
  */
 import { fork } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
@@ -19,7 +20,7 @@ import app from '../app.js'
 import { loadConfig } from '../lib/config.js'
 import { serverOptions } from '../lib/server-options.js'
 import type { RpcDriver, SqlAccess } from '../plugins/app/supabase/driver.js'
-import { createPgliteDriver } from '../plugins/app/supabase/drivers/pglite.js'
+import { createEmbeddedDriver } from '../plugins/app/supabase/drivers/embedded.js'
 import { createPostgresDriver } from '../plugins/app/supabase/drivers/postgres.js'
 import { migrate } from '../plugins/app/supabase/migrate.js'
 
@@ -73,8 +74,9 @@ async function server (subject: Subject): Promise<void> {
     close = async () => { await new Promise(resolve => wss.close(resolve)) }
   } else {
     const databaseUrl = process.env.DATABASE_URL
-    const driver: RpcDriver & { sql?: SqlAccess } = databaseUrl ? createPostgresDriver(databaseUrl, { timeoutMs: 30_000 }) : await createPgliteDriver(null)
-    await migrate(driver.sql!)
+    // The embedded store as `npm start` runs it: PGlite in a process of its own, migrated on start.
+    const driver: RpcDriver & { sql?: SqlAccess } = databaseUrl ? createPostgresDriver(databaseUrl, { timeoutMs: 30_000 }) : await createEmbeddedDriver({ dataDir: null, timeoutMs: 30_000 })
+    if (databaseUrl) await migrate(driver.sql!)
     const org = `bench_${randomUUID().slice(0, 8)}`
     await driver.sql!.query("insert into users (id, organization_id) select $1 || '_' || g, $1 from generate_series(1, $2::int) g", [org, CLIENTS])
     const config = loadConfig({ LOG_LEVEL: 'warn', JWT_SECRET: 'bench-secret-bench-secret-bench-secret', RATE_LIMIT_MAX: '100000000', WS_CONNECT_RATE_MAX: '100000000', WS_TOKEN_TTL: '600', METRICS: 'off' })
@@ -120,7 +122,7 @@ async function main () {
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
   const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`
   console.log(`${CLIENTS} idle sockets per server process, node ${process.version}, median of ${values.rounds} rounds; ` +
-    `gatehouse store: ${process.env.DATABASE_URL ? 'Postgres' : 'embedded (in process)'}`)
+    `gatehouse store: ${process.env.DATABASE_URL ? 'Postgres' : 'embedded (its own process)'}`)
   for (const subject of ['bare', 'gatehouse'] as const) {
     const rs = results[subject]
     console.log(`  ${(subject === 'bare' ? 'bare ws server' : 'gatehouse').padEnd(16)} RSS ${kib(median(rs.map(r => r.rssPerSocket)))} per socket ` +

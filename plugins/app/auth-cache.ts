@@ -3,9 +3,9 @@ import type { User } from '../../schemas/users.js'
 import type { ApiToken } from '../../schemas/tokens.js'
 import type { StoreChange } from './supabase/store.js'
 import { channels, type RedisConnections } from './redis.js'
+import { ExpiringMap } from '../../lib/expiring-map.js'
 
 export type ApiTokenRecord = { token: ApiToken, user: User | null }
-interface Entry<T> { value: T, until: number }
 
 /** Entries per map at most; the oldest go first. */
 const MAX_ENTRIES = 50_000
@@ -17,8 +17,8 @@ const MAX_ENTRIES = 50_000
  * missed (subscription down) nothing is served from the cache.
  */
 export class AuthCache {
-  private readonly users = new Map<string, Entry<User>>()
-  private readonly tokens = new Map<string, Entry<ApiTokenRecord>>()
+  private readonly users = new ExpiringMap<string, User>(MAX_ENTRIES)
+  private readonly tokens = new ExpiringMap<string, ApiTokenRecord>(MAX_ENTRIES)
   /** Bumped by every invalidation: a load that began before one is not kept. */
   private generation = 0
   enabled: boolean
@@ -40,9 +40,7 @@ export class AuthCache {
     this.generation++
     for (const id of change.userIds) this.users.delete(id)
     for (const id of change.tokenIds) this.tokens.delete(id)
-    if (change.userIds.length > 0) {
-      for (const [id, entry] of this.tokens) if (entry.value.user && change.userIds.includes(entry.value.user.id)) this.tokens.delete(id)
-    }
+    if (change.userIds.length > 0) this.tokens.deleteWhere(record => record.user !== null && change.userIds.includes(record.user.id))
   }
 
   clear (): void {
@@ -51,17 +49,13 @@ export class AuthCache {
     this.tokens.clear()
   }
 
-  private async through<T> (map: Map<string, Entry<T>>, key: string, load: () => Promise<T | null>): Promise<T | null> {
+  private async through<T> (map: ExpiringMap<string, T>, key: string, load: () => Promise<T | null>): Promise<T | null> {
     const now = Date.now()
-    const hit = this.enabled ? map.get(key) : undefined
-    if (hit !== undefined && hit.until > now) return hit.value
+    const hit = this.enabled ? map.get(key, now) : undefined
+    if (hit !== undefined) return hit
     const generation = this.generation
     const value = await load()
-    if (value !== null && this.enabled && generation === this.generation) {
-      map.delete(key)
-      if (map.size >= MAX_ENTRIES) map.delete(map.keys().next().value as string)
-      map.set(key, { value, until: now + this.ttlMs })
-    }
+    if (value !== null && this.enabled && generation === this.generation) map.set(key, value, now + this.ttlMs)
     return value
   }
 }

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { JWT } from '@fastify/jwt'
 import { unauthorized } from '../../lib/errors.js'
+import { ExpiringMap } from '../../lib/expiring-map.js'
 import { memoryTicketLedger, redisTicketLedger, type TicketLedger } from './websocket/ticket-ledger.js'
 import { createSigner, createVerifier } from 'fast-jwt'
 import { ISSUER, REQUIRED_CLAIMS, TOKEN_KINDS, VERIFIER_CACHE, type TokenKind } from '../external/jwt.js'
@@ -33,6 +34,9 @@ function expiresAtSeconds (token: string): number {
   return (JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()) as { exp: number }).exp
 }
 
+const VERIFIED_MAX_AGE_MS = 10 * 60_000
+const VERIFIED_MAX_ENTRIES = 5000
+
 /**
  * Claims of tokens verified lately, by the token itself, until their `exp` and for 10
  * minutes at most, so a client presenting the same token request after request pays
@@ -43,29 +47,20 @@ function expiresAtSeconds (token: string): number {
  * record is checked after it (auth.ts).
  */
 class VerifiedTokens {
-  private readonly entries = new Map<string, { claims: unknown, until: number }>()
+  private readonly claims = new ExpiringMap<string, unknown>(VERIFIED_MAX_ENTRIES)
 
   get (token: string): unknown {
-    const hit = this.entries.get(token)
-    if (hit === undefined) return undefined
-    if (hit.until > Date.now()) return hit.claims
-    this.entries.delete(token)
-    return undefined
+    return this.claims.get(token)
   }
 
   set (token: string, claims: unknown): unknown {
     const now = Date.now()
     const exp = (claims as { exp?: unknown }).exp
     const until = Math.min(now + VERIFIED_MAX_AGE_MS, typeof exp === 'number' ? exp * 1000 : Infinity)
-    if (until > now) {
-      if (this.entries.size >= VERIFIED_MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value as string)
-      this.entries.set(token, { claims, until })
-    }
+    if (until > now) this.claims.set(token, claims, until)
     return claims
   }
 }
-const VERIFIED_MAX_AGE_MS = 10 * 60_000
-const VERIFIED_MAX_ENTRIES = 5000
 
 /**
  * Lifetimes are in seconds, as @fastify/jwt reads a numeric `expiresIn`

@@ -1,12 +1,18 @@
-// First: holds V8's young generation at its minimum while the modules below load.
+// Alone and first: every static import of a module is loaded (read, parsed, compiled)
+// before any of them runs, so the server's own modules are imported below, once
+// V8's young generation is held at its minimum.
 import { startupDone } from './lib/young-generation.js'
-import Fastify from 'fastify'
-import closeWithGrace from 'close-with-grace'
-import app from './app.js'
-import { ConfigError, loadConfig, type Config } from './lib/config.js'
-import { DataDirLockedError } from './lib/data-dir-lock.js'
-import { SchemaOutdatedError } from './lib/errors.js'
-import { serverOptions } from './lib/server-options.js'
+import type { Config } from './lib/config.js'
+
+const [{ default: Fastify }, { default: closeWithGrace }, { default: app }, { ConfigError, loadConfig }, { DataDirLockedError }, { SchemaOutdatedError }, { serverOptions }] = await Promise.all([
+  import('fastify'),
+  import('close-with-grace'),
+  import('./app.js'),
+  import('./lib/config.js'),
+  import('./lib/data-dir-lock.js'),
+  import('./lib/errors.js'),
+  import('./lib/server-options.js')
+])
 
 /** Problems an operator fixes: one clear line, no stack trace, exit 1. */
 function exitOnOperatorError (error: unknown): void {

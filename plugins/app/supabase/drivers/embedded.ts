@@ -25,9 +25,10 @@ const RESTART_MAX_DELAY_MS = 5_000
  * one thread does the work (it runs one statement at a time), so no background
  * compile or GC thread keeps a malloc arena of its own; and glibc returns freed
  * blocks over 16 KiB to the system instead of keeping the ~30 MiB compiling
- * Postgres' WebAssembly left behind.
+ * Postgres' WebAssembly left behind. `--expose-gc` lets it collect once it has started
+ * (embedded-process.ts).
  */
-const STORE_NODE_FLAGS = ['--max-semi-space-size=1', '--single-threaded']
+const STORE_NODE_FLAGS = ['--max-semi-space-size=1', '--single-threaded', '--expose-gc']
 const STORE_ENV = { MALLOC_MMAP_THRESHOLD_: '16384' }
 
 export interface EmbeddedOptions {
